@@ -1,0 +1,39 @@
+"""edgecnn: make trained Keras CNNs fit on the edge.
+
+The public API. Heavy libraries load on first use, so ``import edgecnn`` is instant.
+
+Example:
+    >>> import edgecnn
+    >>> edgecnn.__version__
+    '0.1.0'
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "inspect", "load", "save"]
+
+
+def load(source: Any, **options: Any) -> Any:
+    """Load a model file or live model into the working representation; see :func:`edgecnn.io.load`."""
+    from edgecnn.io import load as _load
+
+    return _load(source, **options)
+
+
+def save(model: Any, path: Any) -> Any:
+    """Save a working model atomically; see :func:`edgecnn.io.save`."""
+    from edgecnn.io import save as _save
+
+    return _save(model, path)
+
+
+def inspect(source: Any, **options: Any) -> Any:
+    """Per-layer params, MACs and activation sizes of a model or file; see :func:`edgecnn.analysis.analyze`.
+
+    ``options`` are those of :func:`load` (``input_shape``, ``custom_objects``, ``trust_model``).
+    """
+    from edgecnn.analysis import analyze
+
+    return analyze(load(source, **options))

@@ -1,0 +1,114 @@
+"""The ``edgecnn`` command: parse arguments, call the public API, print. EdgecnnError -> exit code 2.
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["--version"]).output.strip()
+    'edgecnn 0.1.0'
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgecnn import __version__
+from edgecnn.errors import EdgecnnError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Make trained Keras CNNs fit on the edge: inspect, rewrite, prune, quantize, export, benchmark.",
+)
+
+_MODEL_HELP = "A .h5 or .keras file (Keras 2 or 3), or a SavedModel folder."
+_CUSTOM_HELP = "Python module that defines the model's custom classes (runs that module's code)."
+_TRUST_HELP = "Allow Lambda layers: runs the Python bytecode stored in the model file."
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgecnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """edgecnn: make trained Keras CNNs fit on the edge."""
+
+
+@app.command()
+def inspect(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
+    trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+) -> None:
+    """Per-layer params, MACs and activation sizes, and what separable/bottleneck convs would cost."""
+    import edgecnn
+    from edgecnn.io import load_info
+
+    working = edgecnn.load(
+        model,
+        input_shape=input_shape,
+        custom_objects=str(custom_objects) if custom_objects else None,
+        trust_model=trust_model,
+    )
+    from edgecnn.analysis import analyze
+
+    stats = analyze(working)
+    info = load_info(working)
+    if as_json:
+        report = stats.as_dict()
+        if info is not None:
+            report["source"] = {
+                "path": info.source,
+                "format": info.format,
+                "written_by": info.written_by,
+                "translated": info.translated,
+                "max_rel_diff": info.max_rel_diff,
+            }
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from edgecnn.report import print_inspect
+
+    print_inspect(stats, info)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: runs the app, prints EdgecnnError as one line on stderr and exits 2."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    if not debug:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="edgecnn", standalone_mode=False)
+    except EdgecnnError as exc:
+        if debug:
+            raise
+        print(f"edgecnn: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("edgecnn: aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

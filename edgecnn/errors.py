@@ -1,0 +1,42 @@
+"""Typed errors. Every user-facing failure is an :class:`EdgecnnError`; the CLI maps it to exit code 2.
+
+Example:
+    >>> from edgecnn.errors import EdgecnnError, InputFileError
+    >>> issubclass(InputFileError, EdgecnnError)
+    True
+    >>> str(InputFileError("model file not found: Expected an existing path. Received: x.h5"))
+    'model file not found: Expected an existing path. Received: x.h5'
+"""
+from __future__ import annotations
+
+
+class EdgecnnError(Exception):
+    """Base class of every error edgecnn raises on bad input. Its message is one line."""
+
+
+class InputFileError(EdgecnnError):
+    """The path is missing, empty, corrupt, truncated, or not a model file."""
+
+
+class UnsafeModelError(EdgecnnError):
+    """The model holds code (a Lambda layer) or classes edgecnn does not know, and no flag allows it."""
+
+
+class UnsupportedLayerError(EdgecnnError):
+    """A layer that a stage cannot handle (never silently treated as pass-through)."""
+
+
+class UnsupportedModelError(EdgecnnError):
+    """The model, as a whole, cannot go through the requested stage (e.g. surgery on a graph-only SavedModel)."""
+
+
+class TranslationError(EdgecnnError):
+    """The Keras 3 -> working-model translation changed the outputs beyond tolerance."""
+
+
+class ShapeMismatchError(EdgecnnError):
+    """Two shapes that must agree do not (data vs model input, --input-shape vs model)."""
+
+
+class DataError(EdgecnnError):
+    """A --data source that cannot be read or matched to the model."""

@@ -1,0 +1,318 @@
+"""Load any Keras model into the working representation, and save working models safely.
+
+Accepted: ``.h5`` (Keras 2 / tf.keras / old standalone Keras, and Keras 3), ``.keras`` (Keras 3 and
+tf_keras), a SavedModel folder, and a live Keras 3 or tf_keras model. Keras files go through a JSON
+scan for code and unknown classes first (see :mod:`edgecnn.safety`). The result is a flat
+``tf_keras`` functional model, checked numerically against the model as its own Keras loaded it.
+
+A SavedModel without Keras metadata (e.g. Keras 3 ``model.export()``) has no layers to rewrite: it
+loads as a :class:`~edgecnn.savedmodel.GraphModel`, which ``inspect`` (and later export and bench)
+accept and which surgery stages refuse with :class:`UnsupportedModelError`.
+
+Example:
+    >>> import keras
+    >>> m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
+    >>> working = load(m)
+    >>> type(working).__module__.split(".")[0], load_info(working).written_by
+    ('tf_keras', 'keras 3 (live)')
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import weakref
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import (
+    EdgecnnError,
+    InputFileError,
+    ShapeMismatchError,
+    TranslationError,
+    UnsupportedModelError,
+)
+
+_MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """Where a working model came from and how faithfully it was brought over."""
+
+    source: str
+    format: str  # "h5", "keras", "savedmodel", "live"
+    written_by: str  # e.g. "keras 3.15.1", "keras 2.15.0", "tf_keras (live)"
+    translated: bool  # True when a Keras 3 model was rebuilt in tf_keras
+    max_rel_diff: float | None  # output difference working vs original, relative to output scale
+
+
+_INFO: "weakref.WeakKeyDictionary[Any, LoadInfo]" = weakref.WeakKeyDictionary()
+
+
+def load_info(model: Any) -> LoadInfo | None:
+    """The :class:`LoadInfo` of a model returned by :func:`load`, else None."""
+    return _INFO.get(model)
+
+
+def _parse_shape(shape: Any) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    if isinstance(shape, str):
+        try:
+            shape = tuple(int(s) for s in shape.replace("x", ",").split(","))
+        except ValueError:
+            raise ShapeMismatchError(f"--input-shape must be H,W,C: Expected e.g. 32,32,3. Received: {shape!r}")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ShapeMismatchError(f"--input-shape must be H,W,C: Expected 3 positive ints. Received: {shape}")
+    return shape
+
+
+def _read_h5_header(path: Path) -> tuple[dict, str]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            version = f.attrs.get("keras_version", b"")
+            weights_only = "layer_names" in f.attrs or len(f.keys()) > 0
+    except OSError as exc:
+        raise InputFileError(
+            f"{path} is not a readable HDF5 model (truncated or corrupt): {exc}".splitlines()[0]
+        ) from exc
+    if raw is None:
+        if weights_only:
+            raise InputFileError(
+                f"{path} holds weights only, no architecture: Expected a full model saved with model.save(). "
+                "Received: a weights file (build the model in code, call load_weights, then pass the model)"
+            )
+        raise InputFileError(f"{path} is an HDF5 file but not a Keras model: it has no 'model_config'")
+    raw = raw.decode() if isinstance(raw, bytes) else raw
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return json.loads(raw), version
+
+
+def _read_keras_header(path: Path) -> tuple[dict, str]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+            meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputFileError(
+            f"{path} is not a valid .keras archive (truncated, corrupt or not a model): {exc}".splitlines()[0]
+        ) from exc
+    return config, str(meta.get("keras_version", ""))
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError(f"model not found: Expected an existing file or SavedModel folder. Received: {path}")
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise InputFileError(
+                f"{path} is a folder but not a SavedModel: Expected saved_model.pb inside. Received: a folder "
+                f"with {len(list(path.iterdir()))} entries"
+            )
+        return
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path} is empty: Expected a Keras model file. Received: 0 bytes")
+    if path.suffix.lower() not in _MODEL_SUFFIXES:
+        raise InputFileError(
+            f"unknown model format: Expected .h5, .keras or a SavedModel folder. Received: {path.name}"
+        )
+
+
+def _load_keras3(path: Path, *, trust_model: bool, custom: dict) -> Any:
+    import keras
+
+    kwargs: dict[str, Any] = {"compile": False, "custom_objects": custom or None}
+    kwargs["safe_mode"] = not trust_model
+    return keras.models.load_model(path, **kwargs)
+
+
+def _load_tf_keras(path: Path, *, trust_model: bool, custom: dict) -> Any:
+    import tf_keras
+
+    kwargs: dict[str, Any] = {"compile": False, "custom_objects": custom or None}
+    if path.suffix.lower() == ".keras":
+        kwargs["safe_mode"] = not trust_model
+    return tf_keras.models.load_model(str(path), **kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
+    """Load a Keras file with the Keras that wrote it. Returns (source model, info, tf_keras custom objects)."""
+    from edgecnn.safety import load_custom_objects, scan_config, split_by_keras
+
+    suffix = path.suffix.lower()
+    fmt = "keras" if suffix == ".keras" else "h5"
+    config, version = _read_keras_header(path) if fmt == "keras" else _read_h5_header(path)
+    objects = load_custom_objects(custom_objects)
+    scan_config(config, trust_model=trust_model, custom_names=set(objects))
+    k3_custom, tfk_custom = split_by_keras(objects)
+    keras2 = version.startswith(("1.", "2."))
+    attempts = [("tf_keras", _load_tf_keras, tfk_custom), ("keras 3", _load_keras3, k3_custom)]
+    if not keras2:
+        attempts.reverse()
+    errors = []
+    for label, loader, custom in attempts:
+        try:
+            model = loader(path, trust_model=trust_model, custom=custom)
+        except EdgecnnError:
+            raise
+        except Exception as exc:  # each Keras raises its own types; report both attempts in one line
+            errors.append(f"{label}: {_one_line(exc)}")
+            continue
+        written = f"keras {version}" if version else "keras (unknown version)"
+        return model, LoadInfo(str(path), fmt, written, label == "keras 3", None), tfk_custom
+    raise InputFileError(f"{path} could not be loaded as a Keras model ({'; '.join(errors)})")
+
+
+def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
+    from edgecnn.safety import load_custom_objects, scan_config, split_by_keras
+
+    meta = path / "keras_metadata.pb"
+    if meta.is_file():
+        from tf_keras.src.protobuf import saved_metadata_pb2
+
+        proto = saved_metadata_pb2.SavedMetadata()
+        try:
+            proto.ParseFromString(meta.read_bytes())
+        except Exception as exc:
+            raise InputFileError(f"{path}: keras_metadata.pb is corrupt: {_one_line(exc)}") from exc
+        objects = load_custom_objects(custom_objects)
+        for node in proto.nodes:
+            scan_config(json.loads(node.metadata or "{}"), trust_model=trust_model, custom_names=set(objects))
+        _, tfk_custom = split_by_keras(objects)
+        try:
+            model = _load_tf_keras(path, trust_model=trust_model, custom=tfk_custom)
+        except Exception as exc:
+            raise InputFileError(f"{path} could not be loaded as a Keras SavedModel: {_one_line(exc)}") from exc
+        return model, LoadInfo(str(path), "savedmodel", "tf_keras savedmodel", False, None), tfk_custom
+    from edgecnn.savedmodel import GraphModel
+
+    graph = GraphModel.load(path)
+    return graph, LoadInfo(str(path), "savedmodel", "tensorflow savedmodel (graph only)", False, None), {}
+
+
+def _is_tf_keras(model: Any) -> bool:
+    return type(model).__module__.startswith("tf_keras") or any(
+        c.__module__.startswith("tf_keras") for c in type(model).__mro__
+    )
+
+
+def load(
+    source: Any,
+    *,
+    input_shape: Any = None,
+    custom_objects: str | None = None,
+    trust_model: bool = False,
+    require_image_input: bool = True,
+) -> Any:
+    """Bring a model file or live model into the working representation.
+
+    Args:
+        source: path to ``.h5``/``.keras``/SavedModel folder, or a live Keras 3 / tf_keras model.
+        input_shape: ``(H, W, C)`` or ``"H,W,C"`` to fix an input with unknown dimensions.
+        custom_objects: path to a Python module that defines the model's custom classes (runs that code).
+        trust_model: allow Lambda layers, whose stored bytecode runs on load.
+        require_image_input: refuse models without a 4-D (batch, H, W, C) input.
+
+    Returns:
+        A flat ``tf_keras.Model`` (or a :class:`~edgecnn.savedmodel.GraphModel` for a graph-only SavedModel).
+
+    Raises:
+        InputFileError, UnsafeModelError, UnsupportedLayerError, TranslationError, ShapeMismatchError.
+
+    Example:
+        >>> import tf_keras
+        >>> m = tf_keras.Sequential([tf_keras.Input((16, 16, 3)), tf_keras.layers.Conv2D(4, 3)])
+        >>> load(m).output_shape
+        (None, 14, 14, 4)
+    """
+    from edgecnn._tf import import_tensorflow
+
+    import_tensorflow()
+    from edgecnn.translate import check_same_outputs, to_working
+
+    shape = _parse_shape(input_shape)
+    tfk_custom: dict = {}
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        _check_path(path)
+        loader = _load_savedmodel if path.is_dir() else _load_file
+        model, info, tfk_custom = loader(path, trust_model=trust_model, custom_objects=custom_objects)
+    else:
+        import keras
+        import tf_keras
+
+        if not isinstance(source, (keras.Model, tf_keras.Model)):
+            raise InputFileError(
+                "load() takes a path or a Keras model: Expected str, Path, keras.Model or tf_keras.Model. "
+                f"Received: {type(source).__name__}"
+            )
+        tfk = isinstance(source, tf_keras.Model)
+        model = source
+        info = LoadInfo("<live model>", "live", "tf_keras (live)" if tfk else "keras 3 (live)", not tfk, None)
+    from edgecnn.savedmodel import GraphModel
+
+    if isinstance(model, GraphModel):
+        working = model.with_input_shape(shape) if shape else model
+        diff = None
+    else:
+        try:
+            working = to_working(model, tf_custom_objects=tfk_custom, input_shape=shape)
+        except TranslationError as exc:
+            if shape is None:
+                raise
+            raise ShapeMismatchError(f"the model cannot take --input-shape {shape}: {exc}") from exc
+        diff = check_same_outputs(model, working) if shape is None else None
+    if require_image_input:
+        _require_image_input(working)
+    _INFO[working] = LoadInfo(info.source, info.format, info.written_by, info.translated, diff)
+    return working
+
+
+def _require_image_input(model: Any) -> None:
+    shapes = [tuple(t.shape) for t in model.inputs]
+    if not any(len(s) == 4 for s in shapes):
+        raise ShapeMismatchError(
+            "edgecnn works on CNNs: Expected an image input of shape (batch, H, W, C). "
+            f"Received: input shapes {shapes}"
+        )
+
+
+def save(model: Any, path: str | os.PathLike) -> Path:
+    """Save a working model atomically (temporary name in the same folder, then rename).
+
+    ``.h5`` is written in the legacy HDF5 format, which both tf_keras and Keras 3 load.
+
+    Raises:
+        InputFileError: an unknown suffix.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in _MODEL_SUFFIXES:
+        raise InputFileError(f"cannot save as {path.name}: Expected a .h5 or .keras path. Received: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if _is_tf_keras(model):
+            model.save(tmp, save_format="h5" if path.suffix.lower() != ".keras" else None)
+        else:
+            model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+__all__ = ["LoadInfo", "load", "load_info", "save", "UnsupportedModelError"]
