@@ -142,21 +142,23 @@ def _load_tf_keras(path: Path, *, trust_model: bool, custom: dict) -> Any:
     return tf_keras.models.load_model(str(path), **kwargs)
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (Keras can dump whole configs)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
     """Load a Keras file with the Keras that wrote it. Returns (source model, info, tf_keras custom objects)."""
-    from edgecnn.safety import load_custom_objects, scan_config, split_by_keras
+    from edgecnn.safety import load_custom_objects, scan_config
 
     suffix = path.suffix.lower()
     fmt = "keras" if suffix == ".keras" else "h5"
     config, version = _read_keras_header(path) if fmt == "keras" else _read_h5_header(path)
     objects = load_custom_objects(custom_objects)
-    scan_config(config, trust_model=trust_model, custom_names=set(objects))
-    k3_custom, tfk_custom = split_by_keras(objects)
+    scan_config(config, trust_model=trust_model, custom_names=objects.names)
+    k3_custom, tfk_custom = objects.keras3, objects.tf_keras
     keras2 = version.startswith(("1.", "2."))
     attempts = [("tf_keras", _load_tf_keras, tfk_custom), ("keras 3", _load_keras3, k3_custom)]
     if not keras2:
@@ -176,11 +178,11 @@ def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> 
 
 
 def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
-    from edgecnn.safety import load_custom_objects, scan_config, split_by_keras
+    from edgecnn.safety import load_custom_objects, scan_config
 
     meta = path / "keras_metadata.pb"
     if meta.is_file():
-        from tf_keras.src.protobuf import saved_metadata_pb2
+        from tf_keras.protobuf import saved_metadata_pb2
 
         proto = saved_metadata_pb2.SavedMetadata()
         try:
@@ -189,8 +191,8 @@ def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | Non
             raise InputFileError(f"{path}: keras_metadata.pb is corrupt: {_one_line(exc)}") from exc
         objects = load_custom_objects(custom_objects)
         for node in proto.nodes:
-            scan_config(json.loads(node.metadata or "{}"), trust_model=trust_model, custom_names=set(objects))
-        _, tfk_custom = split_by_keras(objects)
+            scan_config(json.loads(node.metadata or "{}"), trust_model=trust_model, custom_names=objects.names)
+        tfk_custom = objects.tf_keras
         try:
             model = _load_tf_keras(path, trust_model=trust_model, custom=tfk_custom)
         except Exception as exc:
@@ -289,6 +291,16 @@ def _require_image_input(model: Any) -> None:
         )
 
 
+def _make_h5_portable(path: Path) -> None:
+    import h5py
+
+    from edgecnn.translate import portable_layer_configs
+
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        f.attrs["model_config"] = json.dumps(portable_layer_configs(config)).encode()
+
+
 def save(model: Any, path: str | os.PathLike) -> Path:
     """Save a working model atomically (temporary name in the same folder, then rename).
 
@@ -304,8 +316,9 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        if _is_tf_keras(model):
-            model.save(tmp, save_format="h5" if path.suffix.lower() != ".keras" else None)
+        if _is_tf_keras(model) and path.suffix.lower() != ".keras":
+            model.save(tmp, save_format="h5")
+            _make_h5_portable(Path(tmp))
         else:
             model.save(tmp)
         os.replace(tmp, path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,7 +26,7 @@ from edgecnn.errors import InputFileError, UnsafeModelError
 # Serialized names that are data, not classes (tensors, tuples, functions named by string).
 _STRUCTURAL = frozenset(
     "Functional Sequential Model InputLayer function __keras_tensor__ __tensor__ __numpy__ __bytes__ "
-    "__typespec__ __tuple__ __ellipsis__ __slice__ TensorShape TFOpLambda SlicingOpLambda".split()
+    "__typespec__ __tuple__ __ellipsis__ __slice__ TensorShape TypeSpec TensorSpec TFOpLambda SlicingOpLambda".split()
 )
 _CODE = frozenset({"Lambda", "__lambda__"})
 _FRAMEWORK_MODULES = ("keras.src.ops", "keras.ops")
@@ -92,21 +93,37 @@ def scan_config(config: Any, *, trust_model: bool, custom_names: set[str]) -> No
         )
 
 
-def load_custom_objects(path: str | Path | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CustomObjects:
+    """User classes by name: those Keras 3 needs to load a file, and tf_keras twins for the working model."""
+
+    keras3: dict[str, Any] = field(default_factory=dict)
+    tf_keras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.keras3) | set(self.tf_keras)
+
+
+def load_custom_objects(path: str | Path | None) -> CustomObjects:
     """Import the user's module and collect its custom classes/functions (runs user code: explicit flag).
 
-    The module may define ``CUSTOM_OBJECTS = {"Name": cls}``; otherwise every class and function defined
-    in it, plus whatever it registered with ``keras.saving.register_keras_serializable``, is taken.
+    The module may define ``CUSTOM_OBJECTS = {"Name": cls}`` (what the file needs to load) and
+    ``TF_KERAS_OBJECTS = {"Name": tf_keras_cls}`` (tf_keras twins of Keras 3 custom layers, used for the
+    working model). Without them, every class and function defined in the module is taken, plus whatever
+    it registered with ``keras.saving.register_keras_serializable``; tf_keras layer classes go to the
+    twins, the rest to both.
 
     Raises:
         InputFileError: the path is missing or the module fails to import.
     """
     if path is None:
-        return {}
+        return CustomObjects()
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"custom-objects module not found: Expected a .py file. Received: {path}")
     import keras
+    import tf_keras
 
     before = dict(keras.saving.get_custom_objects())
     name = f"edgecnn_custom_{abs(hash(str(path.resolve())))}"
@@ -129,19 +146,13 @@ def load_custom_objects(path: str | Path | None) -> dict[str, Any]:
         if key not in before:
             objects[key] = value
             objects.setdefault(key.split(">")[-1], value)
-    return objects
-
-
-def split_by_keras(objects: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split custom objects into (Keras 3 ones, tf_keras ones); plain functions go to both."""
-    import tf_keras
-
-    k3, tfk = {}, {}
+    twins = dict(getattr(module, "TF_KERAS_OBJECTS", {}) or {})
+    k3 = {}
     for key, value in objects.items():
         if isinstance(value, type) and issubclass(value, tf_keras.layers.Layer):
-            tfk[key] = value
-        elif isinstance(value, type):
-            k3[key] = value
+            twins.setdefault(key, value)
         else:
-            k3[key] = tfk[key] = value
-    return k3, tfk
+            k3[key] = value
+            if not isinstance(value, type):
+                twins.setdefault(key, value)
+    return CustomObjects(keras3=k3, tf_keras=twins)

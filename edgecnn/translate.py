@@ -382,3 +382,51 @@ def check_same_outputs(reference: Any, candidate: Any, *, seed: int = 0, rtol: f
             f"output scale. Received: {worst:.3g}; the model is refused rather than silently changed"
         )
     return worst
+
+
+_KERAS3_BASE_KWARGS = frozenset("activity_regularizer trainable dtype autocast input_dim input_shape "
+                                "batch_input_shape batch_size name weights".split())
+
+
+def _mro_default(cls: type, key: str) -> Any:
+    """The default of ``key`` in the first ``__init__`` along the MRO that names it."""
+    for klass in cls.__mro__:
+        params = inspect.signature(klass.__init__).parameters if "__init__" in vars(klass) else {}
+        if key in params:
+            return params[key].default
+    return inspect.Parameter.empty
+
+
+def portable_layer_configs(config: Any) -> Any:
+    """Drop, from a tf_keras model config, layer keys that Keras 3 rejects and that are at their defaults.
+
+    tf_keras writes a few inherited keys that Keras 3's legacy-h5 loader refuses (e.g. SeparableConv2D's
+    ``groups`` and ``kernel_initializer``). A key is dropped only when its value is the tf_keras default,
+    so tf_keras reads the file back unchanged, and Keras 3 can read it too.
+    """
+    import keras
+    import tf_keras
+
+    def fix(layer_cfg: dict) -> None:
+        name = layer_cfg.get("class_name")
+        inner = layer_cfg.get("config")
+        if name in ("Functional", "Sequential", "Model") and isinstance(inner, dict):
+            for sub in inner.get("layers", []):
+                fix(sub)
+            return
+        k3_cls = getattr(keras.layers, str(name), None)
+        tfk_cls = getattr(tf_keras.layers, str(name), None)
+        if not (isinstance(k3_cls, type) and isinstance(tfk_cls, type) and isinstance(inner, dict)):
+            return
+        accepted = _accepted_kwargs(k3_cls) | _KERAS3_BASE_KWARGS
+        for key in [k for k in inner if k not in accepted]:
+            default = _mro_default(tfk_cls, key)
+            value = inner[key]
+            if isinstance(value, dict) and isinstance(default, str):
+                value = value.get("class_name", "").lower()
+                default = default.replace("_", "")
+            if _trivial(inner[key]) or value == default or str(value).lower() == str(default).lower():
+                del inner[key]
+
+    fix(config)
+    return config
