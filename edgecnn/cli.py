@@ -82,8 +82,6 @@ def inspect(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: runs the app, prints EdgecnnError as one line on stderr and exits 2."""
-    import click
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -99,14 +97,18 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise
         print(f"edgecnn: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("edgecnn: aborted", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: typer prints them as click does
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"edgecnn: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -135,45 +135,6 @@ def test_input_shape_that_does_not_fit(keras3):
 # ---- bad and hostile input: one line, a typed error, nothing modified ----------------------------------
 
 
-def _bad_files(tmp: Path, keras3, tf_keras) -> dict[str, tuple[Path, type, str]]:
-    rng = np.random.default_rng(0)
-    files = {}
-    (tmp / "empty.h5").write_bytes(b"")
-    files["empty"] = (tmp / "empty.h5", InputFileError, "empty")
-    (tmp / "random.h5").write_bytes(rng.bytes(4096))
-    files["random h5"] = (tmp / "random.h5", InputFileError, "not a readable HDF5")
-    (tmp / "random.keras").write_bytes(rng.bytes(4096))
-    files["random keras"] = (tmp / "random.keras", InputFileError, "not a valid .keras")
-    model = small_cnn(keras3)
-    model.save(tmp / "whole.h5")
-    data = (tmp / "whole.h5").read_bytes()
-    (tmp / "truncated.h5").write_bytes(data[: len(data) // 2])
-    files["truncated h5"] = (tmp / "truncated.h5", InputFileError, "truncated or corrupt")
-    model.save(tmp / "whole.keras")
-    data = (tmp / "whole.keras").read_bytes()
-    (tmp / "truncated.keras").write_bytes(data[: len(data) // 2])
-    files["truncated keras"] = (tmp / "truncated.keras", InputFileError, "not a valid .keras")
-    model.save_weights(tmp / "k3.weights.h5")
-    files["keras 3 weights only"] = (tmp / "k3.weights.h5", InputFileError, "weights only")
-    small_cnn(tf_keras).save_weights(tmp / "tfk_weights.h5")
-    files["tf_keras weights only"] = (tmp / "tfk_weights.h5", InputFileError, "weights only")
-    (tmp / "not_a_savedmodel").mkdir()
-    (tmp / "not_a_savedmodel" / "notes.txt").write_text("hello")
-    files["folder"] = (tmp / "not_a_savedmodel", InputFileError, "not a SavedModel")
-    files["missing"] = (tmp / "nope.h5", InputFileError, "not found")
-    (tmp / "model.onnx").write_bytes(b"123")
-    files["wrong suffix"] = (tmp / "model.onnx", InputFileError, "Expected .h5, .keras")
-    mlp = keras3.Sequential([keras3.Input((64,)), keras3.layers.Dense(10)])
-    mlp.save(tmp / "mlp.keras")
-    files["no image input"] = (tmp / "mlp.keras", ShapeMismatchError, "Expected an image input")
-    return files
-
-
-@pytest.fixture(scope="module")
-def bad_files(tmp_path_factory, keras3, tf_keras):
-    return _bad_files(tmp_path_factory.mktemp("bad"), keras3, tf_keras)
-
-
 @pytest.mark.parametrize(
     "case",
     ["empty", "random h5", "random keras", "truncated h5", "truncated keras", "keras 3 weights only",
@@ -187,54 +148,6 @@ def test_bad_input_raises_one_line_typed_error(bad_files, case):
     message = str(info.value)
     assert fragment in message and "\n" not in message
     assert (_digest(path) if path.exists() else None) == before
-
-
-def _lambda_model(k):
-    inp = k.Input((8, 8, 1))
-    x = k.layers.Conv2D(2, 3, name="conv")(inp)
-    x = k.layers.Lambda(lambda t: t * 2.0, name="double")(x)
-    return k.Model(inp, x)
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory, keras3, tf_keras):
-    d = tmp_path_factory.mktemp("hostile")
-    marker = d / "pwned"
-    _lambda_model(tf_keras).save(d / "lambda_tfk.h5", save_format="h5")
-    _lambda_model(keras3).save(d / "lambda_k3.keras")
-    # a legacy .h5 whose Lambda bytecode would write a file if it ever ran
-    target = str(marker)
-    evil = tf_keras.Sequential(
-        [tf_keras.Input((4, 4, 1)), tf_keras.layers.Lambda(lambda t: (open(target, "w").close(), t)[1], name="evil")]
-    )
-    evil.save(d / "evil.h5", save_format="h5")
-    marker.unlink(missing_ok=True)
-
-    class Scale(keras3.layers.Layer):
-        def call(self, x):
-            return x * 3.0
-
-    inp = keras3.Input((8, 8, 1))
-    custom = keras3.Model(inp, Scale(name="scale")(keras3.layers.Conv2D(2, 3)(inp)))
-    custom.save(d / "custom.keras")
-    module = d / "my_layers.py"
-    module.write_text(textwrap.dedent(
-        """
-        import keras, tf_keras
-
-        class Scale(keras.layers.Layer):
-            def call(self, x):
-                return x * 3.0
-
-        class TfScale(tf_keras.layers.Layer):
-            def call(self, x):
-                return x * 3.0
-
-        CUSTOM_OBJECTS = {"Scale": Scale}
-        TF_KERAS_OBJECTS = {"Scale": TfScale}
-        """
-    ))
-    return {"dir": d, "marker": marker, "module": module}
 
 
 @pytest.mark.parametrize("name", ["lambda_tfk.h5", "lambda_k3.keras", "evil.h5"])
