@@ -30,6 +30,7 @@ _STRUCTURAL = frozenset(
 )
 _CODE = frozenset({"Lambda", "__lambda__"})
 _FRAMEWORK_MODULES = ("keras.src.ops", "keras.ops")
+_TRUSTED_MODULES = ("keras", "tf_keras", "tensorflow", "builtins")
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,10 +85,13 @@ def scan_config(config: Any, *, trust_model: bool, custom_names: set[str]) -> No
             continue
         if class_name in custom_names or (isinstance(registered, str) and registered in custom_names):
             continue
-        if class_name in known and (registered in (None, class_name) or str(registered).startswith("keras")):
+        module = obj.get("module")
+        foreign = isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES
+        if class_name in known and not foreign and (registered in (None, class_name) or str(registered).startswith("keras")):
             continue
+        qualified = f"{module}.{class_name}" if foreign else registered or class_name
         raise UnsafeModelError(
-            f"layer '{layer}' uses class '{registered or class_name}', which neither Keras nor your code "
+            f"layer '{layer}' uses class '{qualified}', which neither Keras nor your code "
             "defines; edgecnn does not import code named by a model file. To go on: --custom-objects "
             "path/to/module.py (a module that defines or registers it), or --trust-model for Lambda code"
         )

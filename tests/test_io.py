@@ -204,3 +204,20 @@ def test_save_is_atomic_and_loads_in_both_kerases(tmp_path, keras3, tf_keras):
         save(working, tmp_path / "model.pb")
     assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())
     assert os.listdir(tmp_path / "out") == ["model.h5"]
+
+
+def test_known_class_name_from_a_foreign_module_is_refused(tmp_path, keras3):
+    import json
+    import zipfile
+
+    small_cnn(keras3).save(tmp_path / "ok.keras")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(parts["config.json"])
+    config["config"]["layers"][1]["module"] = "os"
+    parts["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "forged.keras", "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    with pytest.raises(UnsafeModelError, match="'stem'"):
+        edgecnn.load(tmp_path / "forged.keras")
