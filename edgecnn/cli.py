@@ -80,6 +80,43 @@ def inspect(
     print_inspect(stats, info)
 
 
+@app.command()
+def export(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    outdir: Path = typer.Option(..., "-o", "--outdir", help="Folder for the artifacts and export.json."),
+    fmt: str = typer.Option("tflite", "--format", help="tflite, onnx or all."),
+    quantize: str = typer.Option("none", "--quantize", help="none, fp16, dynamic, int8 or int16x8."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x, y)."),
+    io: str = typer.Option("float", "--io", help="Input/output tensor type: float, int8 or uint8 (TFLite int8)."),
+    calibration_samples: int = typer.Option(200, "--calibration-samples", help="Representative samples."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    ort_format: bool = typer.Option(False, "--ort-format", help="Also write ONNX Runtime Mobile .ort files."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
+    trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+) -> None:
+    """Export to TFLite/ONNX, validate every artifact on its runtime, write OUTDIR/export.json."""
+    import warnings
+
+    import edgecnn
+    from edgecnn.export import export as run_export
+    from edgecnn.quantize import QuantMode
+
+    QuantMode.parse(quantize)  # fail fast, before loading the model
+    working = edgecnn.load(model, input_shape=input_shape,
+                           custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
+                            calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
+                            name=Path(model).stem)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    from edgecnn.report import print_export
+
+    print_export(report)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: runs the app, prints EdgecnnError as one line on stderr and exits 2."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -40,3 +40,7 @@ class ShapeMismatchError(EdgecnnError):
 
 class DataError(EdgecnnError):
     """A --data source that cannot be read or matched to the model."""
+
+
+class ValidationError(EdgecnnError):
+    """An exported artifact does not reproduce the Keras model on its runtime (all mismatches in one message)."""

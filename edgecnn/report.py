@@ -6,6 +6,7 @@ Example:
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -72,3 +73,24 @@ def print_inspect(stats: Any, info: Any = None, *, console: Any = None) -> None:
             f"largest layer: {top.name} ({top.type}) holds {100 * top.params / stats.total_params:.1f}% of "
             f"{stats.total_params:,} params; total {human(stats.total_macs)} MACs per image"
         )
+
+
+def print_export(report: Any, *, console: Any = None) -> None:
+    """One row per artifact: file, format, quantization, size, and what its runtime showed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"exported to {report.outdir}", title_justify="left")
+    for col in ("file", "format", "quant", "size", "runtime", "max rel diff", "top-1 agree", "accuracy"):
+        table.add_column(col, justify="left" if col in ("file", "format", "quant", "runtime") else "right",
+                         overflow="fold")
+    for a in report.artifacts:
+        v = a.validation
+        pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+        table.add_row(Path(a.path).name, a.format, a.quantization, f"{human(a.size_bytes)}B", v["runtime"],
+                      f"{v['max_rel_diff']:.2g}", pct(v["top1_agreement"]), pct(v["accuracy"]))
+    console.print(table)
+    if report.calibration:
+        c = report.calibration
+        console.print(f"calibration: {c['samples']} samples from {c['source']}")

@@ -33,6 +33,8 @@ def small_cnn(k, *, input_shape=(16, 16, 3), name="small_cnn"):
     model = k.Model(inp, out, name=name)
     rng = np.random.default_rng(1)
     model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    gamma, beta, mean, var = model.get_layer("bn").get_weights()
+    model.get_layer("bn").set_weights([gamma, beta, mean, np.abs(var) + 0.5])  # a variance is positive
     return model
 
 

@@ -1,0 +1,320 @@
+"""Export a working model to TFLite and ONNX, validate every artifact on its real runtime, record it.
+
+One table, :data:`FORMATS`, drives option checks, conversion and validation. Each artifact is written to a
+temporary name, run on its runtime (LiteRT for .tflite, ONNX Runtime for .onnx) against the Keras model,
+and renamed only when it validates; ``OUTDIR/export.json`` lists every artifact with its numbers.
+
+Example:
+    >>> sorted(FORMATS), FORMATS["tflite"].runtime, FORMATS["onnx"].suffix
+    (['onnx', 'tflite'], 'litert', '.onnx')
+    >>> parse_formats("all")
+    ['tflite', 'onnx']
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError, InputFileError, ValidationError
+from edgecnn.quantize import QuantMode, SyntheticCalibrationWarning, synthetic_calibration, warn_synthetic
+
+
+def _tflite(model: Any, *, mode: QuantMode, calibration: Any, io: str, opset: int) -> bytes:
+    from edgecnn.export.tflite import to_tflite
+
+    return to_tflite(model, mode=mode, calibration=calibration, io=io)
+
+
+def _onnx(model: Any, *, mode: QuantMode, calibration: Any, io: str, opset: int) -> bytes:
+    from edgecnn.export.onnx import quantize_onnx, to_onnx
+
+    return quantize_onnx(to_onnx(model, opset=opset), mode=mode, calibration=calibration)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export target: file suffix, the runtime that validates it, its converter, what it supports."""
+
+    name: str
+    suffix: str
+    runtime: str
+    convert: Callable[..., bytes]
+    io_types: tuple[str, ...]
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "tflite": ExportFormat("tflite", ".tflite", "litert", _tflite, ("float", "int8", "uint8")),
+    "onnx": ExportFormat("onnx", ".onnx", "onnxruntime", _onnx, ("float",)),
+}
+
+
+def parse_formats(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"all"``, ``"tflite,onnx"`` or a list -> validated format names."""
+    names = list(FORMATS) if value == "all" else (value.split(",") if isinstance(value, str) else list(value))
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise EdgecnnError(
+            f"unknown export format {', '.join(unknown) or repr(value)}: Expected tflite, onnx or all. "
+            f"Received: {value!r}"
+        )
+    return names
+
+
+@dataclass
+class Artifact:
+    """One exported file and what its runtime showed."""
+
+    path: str
+    format: str
+    quantization: str
+    size_bytes: int
+    sha256: str
+    io: str
+    validation: dict
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export` wrote."""
+
+    outdir: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    calibration: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "outdir": self.outdir,
+            "calibration": self.calibration,
+            "warnings": self.warnings,
+            "artifacts": [asdict(a) for a in self.artifacts],
+        }
+
+
+def _quiet(quiet: bool) -> Any:
+    import contextlib
+
+    from edgecnn._tf import muted
+
+    return muted() if quiet else contextlib.nullcontext()
+
+
+def _input_shape(model: Any) -> tuple[int, ...]:
+    shape = tuple(model.inputs[0].shape)[1:]
+    if any(d is None for d in shape):
+        raise EdgecnnError(f"export needs a fixed input shape: Expected H,W,C. Received: {shape}; pass --input-shape")
+    return tuple(int(d) for d in shape)
+
+
+def _input_is_float(model: Any) -> bool:
+    dtype = model.inputs[0].dtype
+    return "float" in str(getattr(dtype, "name", dtype))
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise InputFileError(f"output folder {outdir} is a file: Expected a folder (it will be created). Received: a file")
+    outdir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _data_arrays(model: Any, data: Any, *, seed: int) -> tuple[Any, str]:
+    """A Dataset from ``data`` (spec string, Dataset, or None)."""
+    if data is None:
+        return None, "none"
+    if isinstance(data, (str, os.PathLike)):
+        from edgecnn.data import load_data
+
+        return load_data(str(data), input_shape=_input_shape(model), seed=seed), str(data)
+    return data, getattr(data, "source", "arrays")
+
+
+def _split(model: Any, data: Any, dataset: Any, *, seed: int) -> tuple[Any, Any]:
+    """(calibration set, validation set). The bundled digits keep their fixed train/test split, so accuracy
+    is measured on held-out images; other data serve both roles."""
+    if isinstance(data, str) and data == "digits":
+        from edgecnn.data import load_data
+
+        shape = _input_shape(model)
+        return (load_data("digits", input_shape=shape, split="train", seed=seed),
+                load_data("digits", input_shape=shape, split="test", seed=seed))
+    return dataset, dataset
+
+
+def export(
+    model: Any,
+    *,
+    outdir: str | Path,
+    formats: Any = "tflite",
+    quantize: str | QuantMode = "none",
+    data: Any = None,
+    io: str = "float",
+    calibration_samples: int = 200,
+    validation_samples: int = 500,
+    opset: int = 17,
+    seed: int = 0,
+    name: str | None = None,
+    ort_format: bool = False,
+    quiet: bool = True,
+) -> ExportReport:
+    """Export ``model`` to each format, validate on the real runtime, write ``OUTDIR/export.json``.
+
+    Args:
+        model: a working model (from :func:`edgecnn.load`) or a graph-only SavedModel.
+        outdir: folder for the artifacts (created; a file there is an error).
+        formats: ``"tflite"``, ``"onnx"``, ``"all"`` or a list.
+        quantize: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``int16x8``.
+        data: ``--data`` spec, an :class:`edgecnn.data.Dataset`, or None (synthetic inputs in [0, 1)).
+        io: ``float``, or ``int8``/``uint8`` integer input/output tensors (TFLite int8 only).
+        calibration_samples: representative samples for full-integer modes.
+        validation_samples: samples used to compare each artifact with the Keras model.
+        opset: ONNX opset.
+        ort_format: also convert each ONNX artifact to ONNX Runtime Mobile's .ort format (validated too).
+        quiet: silence the converters' native prints on stdout/stderr.
+
+    Returns:
+        ExportReport; its artifacts are also listed in ``OUTDIR/export.json``.
+
+    Raises:
+        EdgecnnError on bad options; ValidationError when a float artifact does not match Keras.
+    """
+    names = parse_formats(formats)
+    mode = QuantMode.parse(quantize)
+    for n in names:
+        if io not in FORMATS[n].io_types:
+            raise EdgecnnError(
+                f"--io {io} is not available for {n}: Expected one of {', '.join(FORMATS[n].io_types)}. Received: {io}"
+            )
+    if io != "float" and not _input_is_float(model):
+        raise EdgecnnError(
+            f"--io {io} quantizes a float input: Expected a model with a float input. "
+            f"Received: input dtype {model.inputs[0].dtype}"
+        )
+    outdir = Path(outdir)
+    _prepare_outdir(outdir)
+    shape = _input_shape(model)
+    dataset, source = _data_arrays(model, data, seed=seed)
+    calib_set, val_set = _split(model, data, dataset, seed=seed) if dataset is not None else (None, None)
+    report = ExportReport(outdir=str(outdir))
+    calibration = None
+    if mode.needs_calibration:
+        if calib_set is not None:
+            calibration = calib_set.x[:calibration_samples]
+            report.calibration = {"source": source, "samples": int(len(calibration)), "synthetic": False}
+        else:
+            calibration = synthetic_calibration(shape, samples=calibration_samples, seed=seed)
+            report.calibration = {"source": "synthetic uniform [0, 1)", "samples": calibration_samples,
+                                  "synthetic": True}
+            report.warnings.append("calibrated on synthetic random inputs: accuracy is unverified")
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", SyntheticCalibrationWarning)
+                warn_synthetic(mode)
+    if val_set is not None:
+        x_val = val_set.x[:validation_samples]
+        y_val = None if val_set.y is None else val_set.y[:validation_samples]
+    else:
+        x_val, y_val = synthetic_calibration(shape, samples=min(validation_samples, 32), seed=seed + 1), None
+    from edgecnn.export.validate import compare, keras_outputs
+
+    reference = keras_outputs(model, x_val)
+    stem = name or getattr(model, "name", "model")
+    problems: list[str] = []
+    for fmt_name in names:
+        fmt = FORMATS[fmt_name]
+        with _quiet(quiet):
+            data_bytes = fmt.convert(model, mode=mode, calibration=calibration, io=io, opset=opset)
+        final = outdir / f"{stem}_{mode.value}{'' if io == 'float' else '_io' + io}{fmt.suffix}"
+        validation = _validate(fmt, data_bytes, final, x_val, y_val, reference, exact=mode.is_float, compare=compare)
+        if not validation.passed:
+            problems.extend(f"{final.name}: {p}" for p in validation.problems)
+            continue
+        _write_atomic(final, data_bytes)
+        report.artifacts.append(_artifact(final, fmt_name, mode, io, data_bytes, validation))
+        if fmt_name == "onnx" and ort_format:
+            with _quiet(quiet):
+                ort_bytes = _ort_bytes(final)
+            ort_path = final.with_suffix(".ort")
+            ort_val = _validate(ORT_FORMAT, ort_bytes, ort_path, x_val, y_val, reference, exact=mode.is_float,
+                                compare=compare)
+            if not ort_val.passed:
+                problems.extend(f"{ort_path.name}: {p}" for p in ort_val.problems)
+                continue
+            _write_atomic(ort_path, ort_bytes)
+            report.artifacts.append(_artifact(ort_path, "ort", mode, io, ort_bytes, ort_val))
+    _write_manifest(outdir, report)
+    if problems:
+        raise ValidationError("export did not validate: " + "; ".join(problems))
+    return report
+
+
+ORT_FORMAT = ExportFormat("ort", ".ort", "onnxruntime", _onnx, ("float",))
+
+
+def _artifact(path: Path, fmt: str, mode: QuantMode, io: str, data: bytes, validation: Any) -> Artifact:
+    return Artifact(path=str(path), format=fmt, quantization=mode.value, size_bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), io=io, validation=validation.as_dict())
+
+
+def _ort_bytes(onnx_path: Path) -> bytes:
+    from edgecnn.export.onnx import to_ort_format
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-ort-") as tmp:
+        return to_ort_format(onnx_path, Path(tmp)).read_bytes()
+
+
+def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any, reference: list, *,
+              exact: bool, compare: Callable[..., Any]) -> Any:
+    """Write ``data`` to a temporary file beside ``final``, run it on its runtime, compare, delete the temp."""
+    from edgecnn.runtimes import RUNTIMES
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix, dir=final.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            session = RUNTIMES[fmt.runtime].load(tmp, threads=1)
+            got = session.run(x)
+        except EdgecnnError as exc:
+            from edgecnn.export.validate import Validation
+
+            return Validation(runtime=fmt.runtime, passed=False, problems=(f"does not run on {fmt.runtime}: {exc}",))
+        validation = compare(reference, got, labels=y, exact=exact)
+    finally:
+        os.unlink(tmp)
+    validation.runtime = fmt.runtime
+    return validation
+
+
+def _write_manifest(outdir: Path, report: ExportReport) -> None:
+    """Merge this run's artifacts into OUTDIR/export.json (by path), atomically."""
+    path = outdir / "export.json"
+    previous: list[dict] = []
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text()).get("artifacts", [])
+        except (ValueError, AttributeError):
+            previous = []
+    current = {a.path for a in report.artifacts}
+    merged = [a for a in previous if a.get("path") not in current and Path(a.get("path", "")).exists()]
+    doc = report.as_dict()
+    doc["artifacts"] = merged + doc["artifacts"]
+    _write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())

@@ -1,0 +1,60 @@
+"""LiteRT (ai-edge-litert) interpreter session with XNNPACK, the runtime phones use."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import InputFileError
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    if not scale:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale) if scale else y.astype(np.float32)
+
+
+class LiteRTSession:
+    """Runs a .tflite file one sample at a time (batch 1, as on a phone)."""
+
+    def __init__(self, path: str | Path | bytes, *, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            if isinstance(path, (bytes, bytearray)):
+                self.interpreter = Interpreter(model_content=bytes(path), num_threads=threads)
+            else:
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            line = (str(exc).strip().splitlines() or ["unknown error"])[0]
+            raise InputFileError(f"LiteRT cannot load {path if not isinstance(path, bytes) else 'model'}: {line}") from exc
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+
+    @property
+    def input_dtype(self) -> Any:
+        return self.inputs[0]["dtype"]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Float inputs (N, ...) -> list of float outputs (N, ...), one invoke per sample."""
+        results: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        for sample in x:
+            self.interpreter.set_tensor(self.inputs[0]["index"], _quantize(sample[None], self.inputs[0]))
+            self.interpreter.invoke()
+            for i, d in enumerate(self.outputs):
+                results[i].append(_dequantize(self.interpreter.get_tensor(d["index"]), d))
+        return [np.concatenate(r) for r in results]
