@@ -91,6 +91,7 @@ def export(
     calibration_samples: int = typer.Option(200, "--calibration-samples", help="Representative samples."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     ort_format: bool = typer.Option(False, "--ort-format", help="Also write ONNX Runtime Mobile .ort files."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
@@ -109,12 +110,23 @@ def export(
         warnings.simplefilter("ignore")
         report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
                             calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
-                            name=Path(model).stem)
+                            name=Path(model).stem, labels=_read_labels(labels),
+                            command="edgecnn " + " ".join(sys.argv[1:]))
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     from edgecnn.report import print_export
 
     print_export(report)
+
+
+def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
+    if path is None:
+        return None
+    from edgecnn.errors import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(f"labels file not found: Expected a text file, one label per line. Received: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def main(argv: Optional[list[str]] = None) -> None:

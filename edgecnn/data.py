@@ -315,10 +315,12 @@ def _read_image(path: Path, *, height: int, width: int, channels: int) -> np.nda
 
 def _load_npz(path: Path, shape: tuple[int, int, int]) -> Dataset:
     """The user's exact tensors: ``x`` must already match the model input (no resizing)."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"Expected a readable .npz file. Received: {str(path)!r} ({reason})") from None
     if "x" not in arrays:

@@ -1,9 +1,11 @@
 """Train the small reference models on the bundled digits and write them, with a README table, to models/.
 
 Usage:
-    python scripts/train_models.py                      # every model, into models/
+    python scripts/train_models.py                      # the five default models (~4-6 min on 2 cores)
+    python scripts/train_models.py --all                # also the MiniModel variants (~+5 min)
     python scripts/train_models.py --only se_cnn        # one model; the other README rows are kept
     python scripts/train_models.py --out /tmp/zoo       # somewhere else
+    python scripts/train_models.py --readme             # regenerate README.md from manifest.json only
 
 Training is deterministic (``keras.utils.set_random_seed(0)`` before each model, TF op determinism,
 Adam 1e-3, batch 32) on ``edgecnn.data.digits(split="train")``; the held-out accuracy is measured on
@@ -20,6 +22,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+# oneDNN's CPU kernels (on by default in TF 2.21) corrupt the heap ("free(): invalid next size",
+# SIGSEGV) in the filter gradient of a stride-2 1x1 Conv2D with <= 8 input channels when the batch
+# size is odd, e.g. the last batch of 1,437 samples; MiniModel at width 8 has exactly that shortcut.
+# Pure-TF repro: tf.nn.conv2d(x[29, 32, 32, 8], w[1, 1, 8, 16], strides=2, padding="SAME") and
+# GradientTape.gradient(..., w). Turning oneDNN off avoids the faulty kernel; it must happen
+# before TensorFlow is imported.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -42,18 +52,19 @@ class TrainSpec:
     input_shape: tuple[int, int, int]
     epochs: int
     kwargs: dict = field(default_factory=dict)
+    default: bool = True  # trained by a plain run; the others need --all or --only
 
 
 SPECS: tuple[TrainSpec, ...] = (
     TrainSpec("mnist_cnn", "mnist_cnn.h5", "mnist_cnn", (28, 28, 1), epochs=25),
     TrainSpec("mnist_separable", "mnist_separable.keras", "mnist_separable", (28, 28, 1), epochs=30),
     TrainSpec("cifar_cnn_gmp", "cifar_cnn_gmp.keras", "cifar_cnn_gmp", (32, 32, 3), epochs=20),
-    TrainSpec("minimodel_w8", "minimodel_w8.h5", "minimodel", (32, 32, 3), epochs=30, kwargs={"width": 8}),
+    TrainSpec("minimodel_w8", "minimodel_w8.h5", "minimodel", (32, 32, 3), epochs=20, kwargs={"width": 8}),
     TrainSpec("minimodel_mobile_w8", "minimodel_mobile_w8.keras", "minimodel_mobile", (32, 32, 3),
-              epochs=30, kwargs={"width": 8}),
+              epochs=20, kwargs={"width": 8}, default=False),
     TrainSpec("minimodel_bottleneck_w8", "minimodel_bottleneck_w8.h5", "minimodel_bottleneck", (32, 32, 3),
-              epochs=30, kwargs={"width": 8}),
-    TrainSpec("se_cnn", "se_cnn.keras", "se_cnn", (32, 32, 3), epochs=40),
+              epochs=20, kwargs={"width": 8}, default=False),
+    TrainSpec("se_cnn", "se_cnn.keras", "se_cnn", (32, 32, 3), epochs=30),
 )
 
 UNTRAINED = (
@@ -129,7 +140,7 @@ def write_readme(records: list[dict], *, out: Path) -> None:
         rows.append(
             f"| `{r['file']}` | `{r['builder']}({args})` | {shape} | Keras {r['keras_version']} | "
             f"{r['params']:,} | {r['bytes'] / 1e6:.2f} MB | {r['epochs']} | "
-            f"{100 * r['test_accuracy']:.2f}% | {r['train_seconds']:.0f} s |"
+            f"{100 * r['test_accuracy']:.2f}% | {r['train_seconds']:.0f} s | `{COMMAND} --only {r['name']}` |"
         )
     untrained = "\n".join(f"| `{name}` | `{call}` | {why} |" for name, call, why in UNTRAINED)
     text = f"""# Reference models
@@ -141,19 +152,24 @@ written by `{COMMAND}` (generated table: do not edit by hand; the numbers come f
 
 Training: `edgecnn.data.digits(input_shape=..., split="train")` (1,437 of scikit-learn's 1,797 real
 8x8 digits, bilinearly resized; gray repeated to 3 channels for 32x32x3 models), Adam {LEARNING_RATE:g},
-batch {BATCH_SIZE}, `keras.utils.set_random_seed({SEED})`, TF op determinism. Held-out accuracy is measured
+batch {BATCH_SIZE}, `keras.utils.set_random_seed({SEED})`, TF op determinism, `TF_ENABLE_ONEDNN_OPTS=0` (oneDNN's
+stride-2 1x1 conv filter gradient corrupts the heap at odd batch sizes; see the script). Held-out accuracy is measured
 by the script on `split="test"` (360 images, stratified, disjoint from train) after reloading the
-written file. Train time is wall time on the 2-core development host (CPU, no GPU).
+written file. Train time is wall time on the 2-core development host (CPU, no GPU), which was shared
+with other jobs: expect up to 2x less on an idle machine. Training is deterministic: rerunning a row's
+command on this stack writes the same weights and accuracy.
 
-| file | builder | input | written by | params | size | epochs | held-out accuracy | train time |
-|---|---|---|---|---|---|---|---|---|
+| file | builder | input | written by | params | size | epochs | held-out accuracy | train time | reproduce |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Load a file with `keras.models.load_model(path, compile=False)` (Keras 3). The files hold no
 optimizer state. tf_keras cannot read files written by Keras 3 (see `/work/shared/STACK.md`); edgecnn's
 loader translates them.
 
-Reproduce all files: `{COMMAND}` (one model: `{COMMAND} --only NAME`; elsewhere: `--out DIR`).
+Reproduce: `{COMMAND}` trains the five default files ({", ".join(f"`{s.file}`" for s in SPECS if s.default)});
+`{COMMAND} --all` also trains the MiniModel variants; `--only NAME` trains one and keeps the other
+rows; `--out DIR` writes elsewhere.
 
 ## Shipped as definitions only
 
@@ -184,17 +200,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=names, metavar="NAME",
                         help=f"train only this model (repeatable); one of: {', '.join(names)}")
     parser.add_argument("--out", type=Path, default=ROOT / "models", help="output folder (default: models/)")
+    parser.add_argument("--all", action="store_true", help="also train the optional MiniModel variants")
+    parser.add_argument("--readme", action="store_true", help="only regenerate README.md from manifest.json")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override every model's epochs (for quick checks; the README records it)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = args.out / "manifest.json"
+    records = {r["name"]: r for r in _load_manifest(manifest_path)}
+    if args.readme:
+        write_readme([records[n] for n in names if n in records], out=args.out)
+        return 0
 
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
-    manifest_path = args.out / "manifest.json"
-    records = {r["name"]: r for r in _load_manifest(manifest_path)}
-    chosen = [s for s in SPECS if not args.only or s.name in args.only]
+    if args.only:
+        chosen = [s for s in SPECS if s.name in args.only]
+    else:
+        chosen = [s for s in SPECS if s.default or args.all]
     total = time.perf_counter()
     for spec in chosen:
         record = train_one(spec, out=args.out, epochs=args.epochs)

@@ -154,3 +154,18 @@ def test_cli_export_and_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["export", str(MODELS / "mnist_cnn.h5"), "-o", str(tmp_path / "file")])
     assert info.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_bundle_metadata_labels_and_model_card(tmp_path):
+    from edgecnn.export.metadata import associated_files, read_metadata
+
+    working = edgecnn.load(MODELS / "mnist_cnn.h5")
+    report = export(working, outdir=tmp_path, formats="tflite", quantize="int8", data="digits", name="mnist_cnn")
+    blob = Path(report.artifacts[0].path).read_bytes()
+    meta = read_metadata(blob)
+    assert meta["name"] == "mnist_cnn"
+    assert associated_files(blob)["labels.txt"].decode().split() == [str(i) for i in range(10)]
+    assert (tmp_path / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "mnist_cnn_int8.tflite" in card
+    assert report.artifacts[0].validation["accuracy"] >= 0.95

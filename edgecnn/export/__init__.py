@@ -175,6 +175,12 @@ def export(
     name: str | None = None,
     ort_format: bool = False,
     quiet: bool = True,
+    labels: list[str] | None = None,
+    input_mean: list[float] | None = None,
+    input_std: list[float] | None = None,
+    description: str = "",
+    version: str = "1",
+    command: str = "",
 ) -> ExportReport:
     """Export ``model`` to each format, validate on the real runtime, write ``OUTDIR/export.json``.
 
@@ -190,6 +196,10 @@ def export(
         opset: ONNX opset.
         ort_format: also convert each ONNX artifact to ONNX Runtime Mobile's .ort format (validated too).
         quiet: silence the converters' native prints on stdout/stderr.
+        labels: class names (default: the data's class names); written to labels.txt and packed in the .tflite.
+        input_mean, input_std: the normalization from raw pixels (0..255) to the model input; default
+            mean 0, std 255 (the [0, 1] scaling edgecnn's data sources use).
+        description, version: TFLite metadata fields; command: how it was produced, for MODEL_CARD.md.
 
     Returns:
         ExportReport; its artifacts are also listed in ``OUTDIR/export.json``.
@@ -237,11 +247,27 @@ def export(
 
     reference = keras_outputs(model, x_val)
     stem = name or getattr(model, "name", "model")
+    channels = shape[-1]
+    mean = list(input_mean) if input_mean is not None else [0.0] * channels
+    std = list(input_std) if input_std is not None else [255.0] * channels
+    if labels is None and val_set is not None and val_set.class_names:
+        labels = list(val_set.class_names)
+    if labels is not None and reference[0].ndim == 2 and len(labels) != reference[0].shape[1]:
+        raise EdgecnnError(
+            f"labels do not fit the model output: Expected {reference[0].shape[1]} labels. Received: {len(labels)}"
+        )
     problems: list[str] = []
     for fmt_name in names:
         fmt = FORMATS[fmt_name]
         with _quiet(quiet):
             data_bytes = fmt.convert(model, mode=mode, calibration=calibration, io=io, opset=opset)
+        if fmt_name == "tflite":
+            from edgecnn.export.metadata import attach_metadata
+
+            data_bytes = attach_metadata(
+                data_bytes, name=stem, description=description or f"{stem} exported by edgecnn ({mode.value})",
+                version=version, input_mean=mean, input_std=std, labels=labels,
+            )
         final = outdir / f"{stem}_{mode.value}{'' if io == 'float' else '_io' + io}{fmt.suffix}"
         validation = _validate(fmt, data_bytes, final, x_val, y_val, reference, exact=mode.is_float, compare=compare)
         if not validation.passed:
@@ -261,6 +287,8 @@ def export(
             _write_atomic(ort_path, ort_bytes)
             report.artifacts.append(_artifact(ort_path, "ort", mode, io, ort_bytes, ort_val))
     _write_manifest(outdir, report)
+    _write_bundle(outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
+                  source=str(getattr(model, "name", stem)), command=command)
     if problems:
         raise ValidationError("export did not validate: " + "; ".join(problems))
     return report
@@ -302,6 +330,20 @@ def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any
         os.unlink(tmp)
     validation.runtime = fmt.runtime
     return validation
+
+
+def _write_bundle(outdir: Path, report: ExportReport, *, stem: str, shape: tuple, mean: list, std: list,
+                  labels: list[str] | None, source: str, command: str) -> None:
+    """labels.txt (when labels are known) and MODEL_CARD.md over every artifact listed in export.json."""
+    from edgecnn.export.bundle import write_labels, write_model_card
+
+    if labels:
+        write_labels(outdir, labels)
+    artifacts = json.loads((outdir / "export.json").read_text())["artifacts"]
+    accuracies = [a["validation"].get("reference_accuracy") for a in artifacts]
+    accuracy = next((a for a in accuracies if a is not None), None)
+    write_model_card(outdir, name=stem, artifacts=artifacts, input_shape=shape, input_mean=mean, input_std=std,
+                     labels=labels, accuracy=accuracy, source=source, command=command or "edgecnn.export(...)")
 
 
 def _write_manifest(outdir: Path, report: ExportReport) -> None:
