@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # oneDNN's CPU kernels (on by default in TF 2.21) corrupt the heap ("free(): invalid next size",

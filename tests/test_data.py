@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecnn.data import Dataset, digits, load_data
+from edgecnn.data import digits, load_data
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError
 
 
