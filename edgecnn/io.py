@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import weakref
 import zipfile
 from dataclasses import dataclass
@@ -312,19 +311,15 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() not in _MODEL_SUFFIXES:
         raise InputFileError(f"cannot save as {path.name}: Expected a .h5 or .keras path. Received: {path}")
+    from edgecnn.files import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if _is_tf_keras(model) and path.suffix.lower() != ".keras":
-            model.save(tmp, save_format="h5")
-            _make_h5_portable(Path(tmp))
+            model.save(str(tmp), save_format="h5")
+            _make_h5_portable(tmp)
         else:
-            model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            model.save(str(tmp))
     return path
 
 

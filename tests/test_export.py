@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import edgecnn
-from edgecnn.errors import DataError, EdgecnnError, InputFileError, ValidationError
+from edgecnn.errors import DataError, EdgecnnError, InputFileError
 from edgecnn.export import FORMATS, _validate, export
 from edgecnn.export.validate import compare, keras_outputs
 from edgecnn.quantize import SyntheticCalibrationWarning

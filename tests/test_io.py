@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import textwrap
 from pathlib import Path
 
 import numpy as np

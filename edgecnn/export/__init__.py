@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError, InputFileError, ValidationError
+from edgecnn.errors import EdgecnnError, ValidationError
+from edgecnn.files import prepare_outdir, write_atomic
 from edgecnn.quantize import QuantMode, SyntheticCalibrationWarning, synthetic_calibration, warn_synthetic
 
 
@@ -120,23 +121,6 @@ def _input_is_float(model: Any) -> bool:
     return "float" in str(getattr(dtype, "name", dtype))
 
 
-def _prepare_outdir(outdir: Path) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise InputFileError(f"output folder {outdir} is a file: Expected a folder (it will be created). Received: a file")
-    outdir.mkdir(parents=True, exist_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _data_arrays(model: Any, data: Any, *, seed: int) -> tuple[Any, str]:
     """A Dataset from ``data`` (spec string, Dataset, or None)."""
     if data is None:
@@ -220,7 +204,7 @@ def export(
             f"Received: input dtype {model.inputs[0].dtype}"
         )
     outdir = Path(outdir)
-    _prepare_outdir(outdir)
+    prepare_outdir(outdir)
     shape = _input_shape(model)
     dataset, source = _data_arrays(model, data, seed=seed)
     calib_set, val_set = _split(model, data, dataset, seed=seed) if dataset is not None else (None, None)
@@ -273,7 +257,7 @@ def export(
         if not validation.passed:
             problems.extend(f"{final.name}: {p}" for p in validation.problems)
             continue
-        _write_atomic(final, data_bytes)
+        write_atomic(final, data_bytes)
         report.artifacts.append(_artifact(final, fmt_name, mode, io, data_bytes, validation))
         if fmt_name == "onnx" and ort_format:
             with _quiet(quiet):
@@ -284,7 +268,7 @@ def export(
             if not ort_val.passed:
                 problems.extend(f"{ort_path.name}: {p}" for p in ort_val.problems)
                 continue
-            _write_atomic(ort_path, ort_bytes)
+            write_atomic(ort_path, ort_bytes)
             report.artifacts.append(_artifact(ort_path, "ort", mode, io, ort_bytes, ort_val))
     _write_manifest(outdir, report)
     _write_bundle(outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
@@ -359,4 +343,4 @@ def _write_manifest(outdir: Path, report: ExportReport) -> None:
     merged = [a for a in previous if a.get("path") not in current and Path(a.get("path", "")).exists()]
     doc = report.as_dict()
     doc["artifacts"] = merged + doc["artifacts"]
-    _write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())

@@ -19,34 +19,14 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgecnn.errors import EdgecnnError, InputFileError
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import prepare_outdir, write_atomic
 
 LABELS_NAME = "labels.txt"
 CARD_NAME = "MODEL_CARD.md"
-
-
-def _folder(outdir: str | os.PathLike) -> Path:
-    path = Path(outdir)
-    if path.exists() and not path.is_dir():
-        raise InputFileError(f"output folder {path} is a file: Expected a folder (it will be created). Received: a file")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
@@ -67,7 +47,7 @@ def write_labels(outdir: str | os.PathLike, labels: Sequence[str]) -> Path:
         InputFileError: ``outdir`` is a file.
     """
     labels = _check_labels(labels)
-    return _write_text_atomic(_folder(outdir) / LABELS_NAME, "\n".join(labels) + "\n")
+    return write_atomic(prepare_outdir(outdir) / LABELS_NAME, "\n".join(labels) + "\n")
 
 
 def _num(value: Any, fmt: str = ".4g") -> str:
@@ -183,4 +163,4 @@ def write_model_card(outdir: str | os.PathLike, *, name: str, artifacts: list[di
     lines += ["", "## Artifacts", "", *_artifact_rows(artifacts), "", "## Validation", "",
               "Each artifact was run on its runtime and compared with the source model on the same inputs.", "",
               *_validation_rows(artifacts), "", "## How it was produced", "", "```", command, "```", ""]
-    return _write_text_atomic(_folder(outdir) / CARD_NAME, "\n".join(lines))
+    return write_atomic(prepare_outdir(outdir) / CARD_NAME, "\n".join(lines))
