@@ -92,6 +92,9 @@ def export(
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     ort_format: bool = typer.Option(False, "--ort-format", help="Also write ONNX Runtime Mobile .ort files."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
+    max_accuracy_drop: Optional[float] = typer.Option(
+        None, "--max-accuracy-drop", help="int8 accuracy budget in points (labelled --data): keep the worst ops in float."
+    ),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
@@ -110,13 +113,19 @@ def export(
         warnings.simplefilter("ignore")
         report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
                             calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
-                            name=Path(model).stem, labels=_read_labels(labels),
+                            name=Path(model).stem, labels=_read_labels(labels), max_accuracy_drop=max_accuracy_drop,
                             command="edgecnn " + " ".join(sys.argv[1:]))
-    for warning in report.warnings:
-        typer.echo(f"warning: {warning}", err=True)
     from edgecnn.report import print_export
 
     print_export(report)
+    if report.budget is not None:
+        b = report.budget
+        kept = ", ".join(b["float_layers"]) or "none"
+        typer.echo(f"accuracy budget {b['max_accuracy_drop']} points: keras {100 * b['keras_accuracy']:.2f}%, "
+                   f"int8 {100 * b['int8_accuracy']:.2f}%, final {100 * b['final_accuracy']:.2f}%; "
+                   f"kept in float: {kept}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _read_labels(path: Optional[Path]) -> Optional[list[str]]:

@@ -169,3 +169,15 @@ def test_bundle_metadata_labels_and_model_card(tmp_path):
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "mnist_cnn_int8.tflite" in card
     assert report.artifacts[0].validation["accuracy"] >= 0.95
+
+
+def test_accuracy_budget_is_recorded(tmp_path):
+    working = edgecnn.load(MODELS / "mnist_cnn.h5")
+    report = export(working, outdir=tmp_path, formats="tflite", quantize="int8", data="digits", max_accuracy_drop=1.0)
+    b = json.loads((tmp_path / "export.json").read_text())["budget"]
+    assert b["met"] is True and b["keras_accuracy"] - b["final_accuracy"] <= 0.01
+    assert report.artifacts[0].validation["accuracy"] == pytest.approx(b["final_accuracy"], abs=1e-9)
+    with pytest.raises(EdgecnnError, match="needs labelled data"):
+        export(working, outdir=tmp_path / "x", quantize="int8", max_accuracy_drop=1.0)
+    with pytest.raises(EdgecnnError, match="applies to int8"):
+        export(working, outdir=tmp_path / "y", quantize="fp16", data="digits", max_accuracy_drop=1.0)

@@ -91,11 +91,13 @@ class ExportReport:
     artifacts: list[Artifact] = field(default_factory=list)
     calibration: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    budget: dict | None = None
 
     def as_dict(self) -> dict:
         return {
             "outdir": self.outdir,
             "calibration": self.calibration,
+            "budget": self.budget,
             "warnings": self.warnings,
             "artifacts": [asdict(a) for a in self.artifacts],
         }
@@ -165,6 +167,7 @@ def export(
     description: str = "",
     version: str = "1",
     command: str = "",
+    max_accuracy_drop: float | None = None,
 ) -> ExportReport:
     """Export ``model`` to each format, validate on the real runtime, write ``OUTDIR/export.json``.
 
@@ -184,6 +187,9 @@ def export(
         input_mean, input_std: the normalization from raw pixels (0..255) to the model input; default
             mean 0, std 255 (the [0, 1] scaling edgecnn's data sources use).
         description, version: TFLite metadata fields; command: how it was produced, for MODEL_CARD.md.
+        max_accuracy_drop: accuracy budget in points for TFLite int8 (needs labelled data): when plain int8
+            misses it, the ops with the largest quantization error stay in float, fewest first
+            (:func:`edgecnn.export.budget.int8_within_budget`); the outcome is in ``report.budget``.
 
     Returns:
         ExportReport; its artifacts are also listed in ``OUTDIR/export.json``.
@@ -202,6 +208,10 @@ def export(
         raise EdgecnnError(
             f"--io {io} quantizes a float input: Expected a model with a float input. "
             f"Received: input dtype {model.inputs[0].dtype}"
+        )
+    if max_accuracy_drop is not None and mode is not QuantMode.INT8:
+        raise EdgecnnError(
+            f"--max-accuracy-drop applies to int8: Expected --quantize int8. Received: --quantize {mode.value}"
         )
     outdir = Path(outdir)
     prepare_outdir(outdir)
@@ -229,6 +239,11 @@ def export(
         x_val, y_val = synthetic_calibration(shape, samples=min(validation_samples, 32), seed=seed + 1), None
     from edgecnn.export.validate import compare, keras_outputs
 
+    if max_accuracy_drop is not None and y_val is None:
+        raise EdgecnnError(
+            "--max-accuracy-drop needs labelled data: Expected --data with labels (digits, a class folder, "
+            f"or a .npz with y). Received: {source}"
+        )
     reference = keras_outputs(model, x_val)
     stem = name or getattr(model, "name", "model")
     channels = shape[-1]
@@ -243,8 +258,19 @@ def export(
     problems: list[str] = []
     for fmt_name in names:
         fmt = FORMATS[fmt_name]
-        with _quiet(quiet):
-            data_bytes = fmt.convert(model, mode=mode, calibration=calibration, io=io, opset=opset)
+        if fmt_name == "tflite" and max_accuracy_drop is not None:
+            from edgecnn.export.budget import int8_within_budget
+
+            with _quiet(quiet):
+                result = int8_within_budget(model, calibration=calibration, x_val=x_val, y_val=y_val,
+                                            max_accuracy_drop=max_accuracy_drop, io=io)
+            data_bytes = result.tflite
+            report.budget = {k: v for k, v in asdict(result).items() if k != "tflite"}
+            if not result.met:
+                report.warnings.append(result.message)
+        else:
+            with _quiet(quiet):
+                data_bytes = fmt.convert(model, mode=mode, calibration=calibration, io=io, opset=opset)
         if fmt_name == "tflite":
             from edgecnn.export.metadata import attach_metadata
 
