@@ -128,6 +128,52 @@ def export(
         typer.echo(f"warning: {warning}", err=True)
 
 
+@app.command()
+def quantize(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    outdir: Path = typer.Option(..., "-o", "--outdir", help="Folder for the int8 .tflite and export.json."),
+    qat: bool = typer.Option(False, "--qat", help="Quantization-aware training (tensorflow-model-optimization)."),
+    data: str = typer.Option(..., "--data", help="Labelled data: digits, a class folder, or a .npz with y."),
+    epochs: int = typer.Option(2, "--epochs", help="Fine-tuning epochs."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    learning_rate: float = typer.Option(1e-4, "--learning-rate"),
+    io: str = typer.Option("float", "--io", help="float, int8 or uint8 input/output tensors."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
+    trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+) -> None:
+    """Quantization-aware training, then an int8 .tflite validated on LiteRT (when post-training int8 loses too much)."""
+    import edgecnn
+    from edgecnn.errors import EdgecnnError
+
+    if not qat:
+        raise EdgecnnError("edgecnn quantize trains with fake quantization: Expected --qat. Received: no --qat "
+                           "(post-training quantization is `edgecnn export --quantize ...`)")
+    working = edgecnn.load(model, input_shape=input_shape,
+                           custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+    from edgecnn.data import load_data
+    from edgecnn.export import export as run_export
+    from edgecnn.qat import quantize_aware
+
+    shape = tuple(int(d) for d in working.inputs[0].shape[1:])
+    train = load_data(data, input_shape=shape, split="train")
+    test = load_data(data, input_shape=shape, split="test")
+    if train.y is None:
+        raise EdgecnnError(f"--qat fine-tunes on labels: Expected labelled --data. Received: {data} without labels")
+    result = quantize_aware(working, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, x_val=test.x, y_val=test.y, io=io)
+    report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=test, io=io,
+                        name=Path(model).stem + "_qat", prebuilt={"tflite": result.tflite},
+                        command="edgecnn " + " ".join(sys.argv[1:]))
+    from edgecnn.report import print_export
+
+    print_export(report)
+    pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+    typer.echo(f"QAT: float {pct(result.keras_accuracy_before)} -> fake-quant {pct(result.qat_keras_accuracy)} -> "
+               f"int8 LiteRT {pct(result.tflite_accuracy)}; quantized {len(result.annotated_layers)} layers, "
+               f"left in float: {', '.join(result.skipped_layers) or 'none'}")
+
+
 def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
     if path is None:
         return None

@@ -181,3 +181,20 @@ def test_accuracy_budget_is_recorded(tmp_path):
         export(working, outdir=tmp_path / "x", quantize="int8", max_accuracy_drop=1.0)
     with pytest.raises(EdgecnnError, match="applies to int8"):
         export(working, outdir=tmp_path / "y", quantize="fp16", data="digits", max_accuracy_drop=1.0)
+
+
+def test_cli_quantize_qat(tmp_path, capsys):
+    from edgecnn.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["quantize", str(MODELS / "mnist_cnn.h5"), "--qat", "--data", "digits", "--epochs", "1",
+              "-o", str(tmp_path)])
+    assert info.value.code == 0
+    manifest = json.loads((tmp_path / "export.json").read_text())
+    (artifact,) = manifest["artifacts"]
+    assert artifact["path"].endswith("mnist_cnn_qat_int8.tflite") and artifact["quantization"] == "int8"
+    assert artifact["validation"]["accuracy"] >= 0.95
+    assert "QAT: float" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["quantize", str(MODELS / "mnist_cnn.h5"), "--data", "digits", "-o", str(tmp_path / "n")])
+    assert info.value.code == 2 and "Expected --qat" in capsys.readouterr().err

@@ -168,6 +168,7 @@ def export(
     version: str = "1",
     command: str = "",
     max_accuracy_drop: float | None = None,
+    prebuilt: dict[str, bytes] | None = None,
 ) -> ExportReport:
     """Export ``model`` to each format, validate on the real runtime, write ``OUTDIR/export.json``.
 
@@ -190,6 +191,8 @@ def export(
         max_accuracy_drop: accuracy budget in points for TFLite int8 (needs labelled data): when plain int8
             misses it, the ops with the largest quantization error stay in float, fewest first
             (:func:`edgecnn.export.budget.int8_within_budget`); the outcome is in ``report.budget``.
+        prebuilt: artifacts already converted elsewhere (e.g. by quantization-aware training), by format
+            name; they are validated against ``model`` and bundled like the others.
 
     Returns:
         ExportReport; its artifacts are also listed in ``OUTDIR/export.json``.
@@ -258,7 +261,9 @@ def export(
     problems: list[str] = []
     for fmt_name in names:
         fmt = FORMATS[fmt_name]
-        if fmt_name == "tflite" and max_accuracy_drop is not None:
+        if prebuilt and fmt_name in prebuilt:
+            data_bytes = prebuilt[fmt_name]
+        elif fmt_name == "tflite" and max_accuracy_drop is not None:
             from edgecnn.export.budget import int8_within_budget
 
             with _quiet(quiet):
