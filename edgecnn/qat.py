@@ -41,6 +41,7 @@ __all__ = ["QatPlan", "QatResult", "calibrate_ranges", "prepare_qat", "quantize_
 # Layers the registry does not list but quantize_apply handles by rewriting them first
 # (Conv/Dense + BatchNormalization folding; SeparableConv -> DepthwiseConv + Conv).
 _TRANSFORMED = {"BatchNormalization", "SyncBatchNormalization", "SeparableConv1D", "SeparableConv2D"}
+_FOLDS_BN = {"Conv2D", "DepthwiseConv2D", "Dense"}
 CALIBRATION_SAMPLES = 200
 
 
@@ -92,10 +93,30 @@ def _is_input(layer: Any) -> bool:
 
 
 def _unsupported(model: Any, registry: Any) -> set[str]:
-    return {
-        layer.name for layer in model.layers
-        if not _is_input(layer) and not registry.supports(layer) and type(layer).__name__ not in _TRANSFORMED
-    }
+    """Layers tfmot will refuse: unknown to its registry, or a BatchNormalization it cannot fold."""
+    from edgecnn.graph import ModelGraph
+
+    graph = ModelGraph(model)
+
+    def kind(name: str) -> str:
+        return type(model.get_layer(name)).__name__
+
+    def foldable(name: str) -> bool:  # tfmot folds BN only into the Conv/Dense (or Conv -> Reshape) before it
+        producers = graph.producers(name)
+        if len(producers) != 1 or _is_input(model.get_layer(producers[0])):
+            return False
+        if kind(producers[0]) == "Reshape":
+            return foldable(producers[0])
+        return kind(producers[0]) in _FOLDS_BN
+
+    skip = set()
+    for layer in model.layers:
+        name = type(layer).__name__
+        if _is_input(layer) or (name in _TRANSFORMED and "BatchNormalization" not in name):
+            continue
+        if not registry.supports(layer) and ("BatchNormalization" not in name or not foldable(layer.name)):
+            skip.add(layer.name)
+    return skip
 
 
 def _annotate_apply(model: Any, skip: set[str], tfmot: Any, tf_keras: Any) -> Any:
@@ -193,6 +214,28 @@ def calibrate_ranges(qat_model: Any, x: np.ndarray, *, batch_size: int = 32) -> 
     each computed after the ranges before it were set, as post-training calibration does; the union over
     the batches of ``x`` is kept. Other non-trainable state (BatchNormalization statistics, step
     counters) is restored afterwards, so only the ranges change.
+
+    Args:
+        qat_model: a model from :func:`prepare_qat` (``QatPlan.model``); its ranges are set in place.
+        x: representative inputs, e.g. a few hundred training images.
+        batch_size: samples per forward pass.
+
+    Returns:
+        The number of range variables (minimum and maximum counted apart) that were set.
+
+    Example:
+        >>> import tf_keras
+        >>> conv = tf_keras.layers.Conv2D(1, 3, kernel_initializer="ones", use_bias=False, name="c")
+        >>> qat = prepare_qat(tf_keras.Sequential([tf_keras.Input((4, 4, 1)), conv])).model
+        >>> def output_range():
+        ...     return [round(float(w.numpy()), 2) for w in qat.get_layer("quant_c").weights
+        ...             if "post_activation" in w.name]
+        >>> output_range()  # tfmot's start
+        [-6.0, 6.0]
+        >>> calibrate_ranges(qat, np.linspace(0, 0.5, 32, dtype="float32").reshape(2, 4, 4, 1))
+        6
+        >>> output_range()  # 0 and the largest 3x3 sum of the (8-bit rounded) inputs, 234 / 62 = 3.77
+        [0.0, 3.78]
     """
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 

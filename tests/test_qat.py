@@ -113,12 +113,13 @@ def test_unsupported_layer_is_left_unannotated_and_the_model_still_converts(tf_k
 def test_prepare_qat_annotates_what_tfmot_knows(tf_keras):
     L = tf_keras.layers
     inp = tf_keras.Input((8, 8, 1))
-    a = L.Conv2D(2, 3, name="conv")(inp)
+    a = L.BatchNormalization(name="lone_bn")(inp)  # tfmot folds a BN only into the conv/dense before it
+    a = L.BatchNormalization(name="folded_bn")(L.Conv2D(2, 3, name="conv")(a))
     b = L.PReLU(name="prelu")(a)
     out = L.Dense(3, name="dense")(L.Flatten(name="flat")(L.Multiply(name="mul")([a, b])))
     plan = prepare_qat(tf_keras.Model(inp, out))
-    assert plan.annotated_layers == ["conv", "flat", "dense"]
-    assert plan.skipped_layers == ["prelu", "mul"]
+    assert plan.annotated_layers == ["conv", "folded_bn", "flat", "dense"]
+    assert plan.skipped_layers == ["lone_bn", "prelu", "mul"]
     x = np.random.default_rng(0).uniform(size=(2, 8, 8, 1)).astype(np.float32)
     assert plan.model(x).shape == (2, 3)
 
