@@ -22,6 +22,7 @@ from edgecnn._tf import import_tensorflow  # noqa: E402
 import_tensorflow()
 
 import edgecnn  # noqa: E402
+from edgecnn.files import write_atomic  # noqa: E402
 from edgecnn.errors import EdgecnnError  # noqa: E402
 from edgecnn.export import export  # noqa: E402
 
@@ -86,9 +87,7 @@ def main() -> None:
         "models have random weights (weights=None, 64x64x3) and synthetic calibration, so only agreement is "
         "meaningful for them.\n\n" + table + "\n"
     )
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_atomic(out, text)
     print(text)
 
 

@@ -38,6 +38,7 @@ def main() -> None:
     import edgecnn
     from edgecnn.data import digits
     from edgecnn.export import export
+    from edgecnn.files import write_atomic
     from models import zoo
 
     keras.utils.set_random_seed(0)
@@ -83,9 +84,7 @@ def main() -> None:
         )
     text = "\n".join(lines) + "\n"
     out = ROOT / "docs" / "minimodel_int8.md"
-    tmp_out = out.with_suffix(".tmp")
-    tmp_out.write_text(text)
-    tmp_out.replace(out)
+    write_atomic(out, text)
     print(text)
 
 
