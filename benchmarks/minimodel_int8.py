@@ -44,7 +44,6 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     train = digits(input_shape=(32, 32, 3), split="train")
-    test = digits(input_shape=(32, 32, 3), split="test")
     model = zoo.minimodel(width=args.width)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
