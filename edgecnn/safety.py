@@ -49,6 +49,10 @@ def known_class_names() -> frozenset[str]:
     return frozenset(names - _CODE)
 
 
+# Training set-up stored beside the architecture; edgecnn loads with compile=False, so it is never deserialized.
+_NOT_LOADED = frozenset({"compile_config", "training_config"})
+
+
 def _objects(config: Any, layer: str = "?") -> Iterator[tuple[str, str, dict]]:
     """Yield (class_name, enclosing layer name, object) for every serialized object in ``config``."""
     if isinstance(config, list):
@@ -60,8 +64,9 @@ def _objects(config: Any, layer: str = "?") -> Iterator[tuple[str, str, dict]]:
             if isinstance(inner, dict) and isinstance(inner.get("name"), str):
                 layer = inner["name"]
             yield config["class_name"], layer, config
-        for value in config.values():
-            yield from _objects(value, layer)
+        for key, value in config.items():
+            if key not in _NOT_LOADED:
+                yield from _objects(value, layer)
 
 
 def scan_config(config: Any, *, trust_model: bool, custom_names: set[str]) -> None:

@@ -220,3 +220,16 @@ def test_known_class_name_from_a_foreign_module_is_refused(tmp_path, keras3):
             z.writestr(name, data)
     with pytest.raises(UnsafeModelError, match="'stem'"):
         edgecnn.load(tmp_path / "forged.keras")
+
+
+def test_compiled_models_load(tmp_path, keras3, tf_keras):
+    """Saved optimizer/loss/metric settings are not architecture: they must not trip the class scan."""
+    for k, suffixes in ((keras3, (".keras", ".h5")), (tf_keras, (".keras", ".h5"))):
+        model = small_cnn(k)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(np.zeros((4, 16, 16, 3), np.float32), np.zeros(4, np.int64), epochs=1, verbose=0)
+        for suffix in suffixes:
+            path = tmp_path / f"{k.__name__}{suffix}"
+            model.save(path)
+            working = edgecnn.load(path)
+            assert load_info(working).max_rel_diff <= 1e-5
