@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "inspect", "load", "save"]
+__all__ = ["__version__", "export", "inspect", "load", "quantize_aware", "save"]
 
 
 def load(source: Any, **options: Any) -> Any:
@@ -37,3 +37,17 @@ def inspect(source: Any, **options: Any) -> Any:
     from edgecnn.analysis import analyze
 
     return analyze(load(source, **options))
+
+
+def export(model: Any, **options: Any) -> Any:
+    """Export to TFLite/ONNX and validate every artifact on its runtime; see :func:`edgecnn.export.export`."""
+    from edgecnn.export import export as _export
+
+    return _export(model, **options)
+
+
+def quantize_aware(model: Any, **options: Any) -> Any:
+    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.qat.quantize_aware`."""
+    from edgecnn.qat import quantize_aware as _qat
+
+    return _qat(model, **options)
