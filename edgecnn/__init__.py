@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "export", "inspect", "load", "quantize_aware", "save"]
+__all__ = ["__version__", "inspect", "load", "quantize_aware", "save"]
+# Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
+# would be replaced by the subpackage as soon as it is imported).
 
 
 def load(source: Any, **options: Any) -> Any:
@@ -37,13 +39,6 @@ def inspect(source: Any, **options: Any) -> Any:
     from edgecnn.analysis import analyze
 
     return analyze(load(source, **options))
-
-
-def export(model: Any, **options: Any) -> Any:
-    """Export to TFLite/ONNX and validate every artifact on its runtime; see :func:`edgecnn.export.export`."""
-    from edgecnn.export import export as _export
-
-    return _export(model, **options)
 
 
 def quantize_aware(model: Any, **options: Any) -> Any:
