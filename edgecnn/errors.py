@@ -10,6 +10,17 @@ Example:
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (converters dump whole graphs).
+
+    >>> first_line(ValueError("bad shape\\n  at layer x"))
+    'bad shape'
+    """
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class EdgecnnError(Exception):
     """Base class of every error edgecnn raises on bad input. Its message is one line."""
 

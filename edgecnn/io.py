@@ -32,6 +32,7 @@ from edgecnn.errors import (
     ShapeMismatchError,
     TranslationError,
     UnsupportedModelError,
+    first_line,
 )
 
 _MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
@@ -141,13 +142,6 @@ def _load_tf_keras(path: Path, *, trust_model: bool, custom: dict) -> Any:
     return tf_keras.models.load_model(str(path), **kwargs)
 
 
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    """The first line of an exception's message, cut to ``limit`` characters (Keras can dump whole configs)."""
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
     """Load a Keras file with the Keras that wrote it. Returns (source model, info, tf_keras custom objects)."""
     from edgecnn.safety import load_custom_objects, scan_config
@@ -169,7 +163,7 @@ def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> 
         except EdgecnnError:
             raise
         except Exception as exc:  # each Keras raises its own types; report both attempts in one line
-            errors.append(f"{label}: {_one_line(exc)}")
+            errors.append(f"{label}: {first_line(exc, 240)}")
             continue
         written = f"keras {version}" if version else "keras (unknown version)"
         return model, LoadInfo(str(path), fmt, written, label == "keras 3", None), tfk_custom
@@ -187,7 +181,7 @@ def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | Non
         try:
             proto.ParseFromString(meta.read_bytes())
         except Exception as exc:
-            raise InputFileError(f"{path}: keras_metadata.pb is corrupt: {_one_line(exc)}") from exc
+            raise InputFileError(f"{path}: keras_metadata.pb is corrupt: {first_line(exc, 240)}") from exc
         objects = load_custom_objects(custom_objects)
         for node in proto.nodes:
             scan_config(json.loads(node.metadata or "{}"), trust_model=trust_model, custom_names=objects.names)
@@ -195,7 +189,7 @@ def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | Non
         try:
             model = _load_tf_keras(path, trust_model=trust_model, custom=tfk_custom)
         except Exception as exc:
-            raise InputFileError(f"{path} could not be loaded as a Keras SavedModel: {_one_line(exc)}") from exc
+            raise InputFileError(f"{path} could not be loaded as a Keras SavedModel: {first_line(exc, 240)}") from exc
         return model, LoadInfo(str(path), "savedmodel", "tf_keras savedmodel", False, None), tfk_custom
     from edgecnn.savedmodel import GraphModel
 

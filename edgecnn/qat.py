@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import DataError, EdgecnnError, UnsupportedLayerError, UnsupportedModelError
+from edgecnn.errors import DataError, EdgecnnError, UnsupportedLayerError, UnsupportedModelError, first_line
 
 __all__ = ["QatPlan", "QatResult", "calibrate_ranges", "prepare_qat", "quantize_aware"]
 
@@ -376,7 +376,7 @@ def quantize_aware(
             warnings.filterwarnings("ignore", message=".*Statistics for quantized inputs.*")
             tflite = bytes(converter.convert())
     except Exception as exc:  # the converter raises several types, often with multi-line MLIR dumps
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        line = first_line(exc)
         raise EdgecnnError(f"TFLite conversion of the QAT model failed: {line}") from exc
     tflite_acc = None
     if val:

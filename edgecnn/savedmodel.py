@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import InputFileError, ShapeMismatchError, UnsupportedModelError
+from edgecnn.errors import InputFileError, ShapeMismatchError, UnsupportedModelError, first_line
 
 _CONV_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput", "Conv3D"}
 
@@ -36,7 +36,7 @@ class GraphModel:
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            line = first_line(exc)
             raise InputFileError(f"{path} is not a loadable SavedModel: {line}") from exc
         sigs = dict(getattr(loaded, "signatures", {}) or {})
         if not sigs:

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError
+from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, first_line
 from edgecnn.quantize import QuantMode, configure_tflite, representative_dataset
 
 __all__ = ["BudgetResult", "int8_within_budget", "accuracy", "check_inputs", "check_labelled"]
@@ -204,7 +204,7 @@ class _Search:
                     debug_dataset=representative_dataset(calibration[:DEBUG_SAMPLES]),
                 )
             except Exception as exc:  # converter / MLIR errors come as several types
-                line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                line = first_line(exc)
                 raise EdgecnnError(f"TFLite quantization debugger failed: {line}") from exc
 
     def _set_denylist(self, tensors: list[str]) -> None:

@@ -7,14 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.quantize import QuantMode
 
 DEFAULT_OPSET = 17
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET) -> bytes:
@@ -37,7 +33,7 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET) -> bytes:
             specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=specs, opset=opset)
     except Exception as exc:  # tf2onnx raises many types
-        raise EdgecnnError(f"ONNX conversion (opset {opset}) failed: {_one_line(exc)}") from exc
+        raise EdgecnnError(f"ONNX conversion (opset {opset}) failed: {first_line(exc)}") from exc
     return proto.SerializeToString()
 
 
@@ -96,7 +92,7 @@ def quantize_onnx(model_bytes: bytes, *, mode: QuantMode, calibration: np.ndarra
         except EdgecnnError:
             raise
         except Exception as exc:
-            raise EdgecnnError(f"ONNX quantization ({mode.value}) failed: {_one_line(exc)}") from exc
+            raise EdgecnnError(f"ONNX quantization ({mode.value}) failed: {first_line(exc)}") from exc
         return dst.read_bytes()
 
 
@@ -107,7 +103,7 @@ def to_ort_format(onnx_path: Path, out_dir: Path) -> Path:
     try:
         convert_onnx_models_to_ort(onnx_path, output_dir=out_dir, optimization_styles=[OptimizationStyle.Fixed])
     except Exception as exc:
-        raise EdgecnnError(f"ORT format conversion failed: {_one_line(exc)}") from exc
+        raise EdgecnnError(f"ORT format conversion failed: {first_line(exc)}") from exc
     found = sorted(out_dir.glob(onnx_path.stem + "*.ort"))
     if not found:
         raise EdgecnnError(f"ORT format conversion wrote no .ort file for {onnx_path.name}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, first_line
 from edgecnn.quantize import QuantMode, configure_tflite
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _convert(model: Any, *, mode: QuantMode, calibration: np.ndarray | None, io:
     try:
         return bytes(converter.convert())
     except Exception as exc:  # the converter raises several types, often with multi-line MLIR dumps
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        line = first_line(exc)
         raise EdgecnnError(f"TFLite conversion ({mode.value}) failed: {line}") from exc
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import InputFileError
+from edgecnn.errors import InputFileError, first_line
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -40,7 +40,7 @@ class LiteRTSession:
                 self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            line = (str(exc).strip().splitlines() or ["unknown error"])[0]
+            line = first_line(exc)
             raise InputFileError(f"LiteRT cannot load {path if not isinstance(path, bytes) else 'model'}: {line}") from exc
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()

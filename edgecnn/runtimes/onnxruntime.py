@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.errors import InputFileError
+from edgecnn.errors import InputFileError, first_line
 
 
 class OrtSession:
@@ -22,7 +22,7 @@ class OrtSession:
             source = bytes(path) if isinstance(path, (bytes, bytearray)) else str(path)
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            line = (str(exc).strip().splitlines() or ["unknown error"])[0]
+            line = first_line(exc)
             raise InputFileError(f"ONNX Runtime cannot load {path if not isinstance(path, bytes) else 'model'}: {line}") from exc
         self.input_name = self.session.get_inputs()[0].name
 
