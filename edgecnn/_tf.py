@@ -12,6 +12,9 @@ from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TF 2.21's oneDNN filter-gradient kernel of a stride-2 1x1 conv with <= 8 input channels corrupts the heap on
+# odd batch sizes (measured here: segfault / double free while fine-tuning). Training must not meet it.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 @contextlib.contextmanager
