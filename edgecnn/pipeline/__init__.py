@@ -1,0 +1,257 @@
+"""``compress()``: one trained Keras CNN in, validated and benchmarked edge artifacts out.
+
+The stages (``edgecnn.pipeline.stages``) run in order over one Context; each finished stage is
+checkpointed in ``OUTDIR/.edgecnn`` so ``resume=True`` continues an interrupted run. A recipe (TOML preset
+or file, ``edgecnn.pipeline.recipe``) turns stages on and sets their options; keyword arguments override
+it. If the final accuracy exceeds the budget, the least valuable change is undone and the run goes back to
+the rewrite stage, at most ``plan.max_backoff`` times.
+
+Example:
+    >>> [name for name, _ in STAGES]
+    ['analyze', 'plan', 'rewrite', 'prune', 'finetune', 'quantize', 'validate', 'benchmark']
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from edgecnn.errors import EdgecnnError, InputFileError
+from edgecnn.pipeline import stages as S
+from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
+from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
+
+STAGES: list[tuple[str, Callable[..., None]]] = [
+    ("analyze", S.analyze), ("plan", S.plan), ("rewrite", S.rewrite), ("prune", S.prune),
+    ("finetune", S.finetune), ("quantize", S.quantize), ("validate", S.validate), ("benchmark", S.benchmark),
+]
+RETRY_FROM = "rewrite"
+OUTPUT_NAMES = {"report.json", "report.html", "recipe.toml", "labels.txt", "MODEL_CARD.md", "export.json",
+                CHECKPOINT_DIR}
+OUTPUT_SUFFIXES = {".tflite", ".onnx", ".ort", ".h5"}
+
+
+@dataclass
+class CompressReport:
+    """What compress produced: ``report`` is report.json's content; ``outdir`` holds every file."""
+
+    outdir: Path
+    report: dict
+
+    @property
+    def budget_met(self) -> Optional[bool]:
+        return self.report["budget"].get("met")
+
+    def as_dict(self) -> dict:
+        return self.report
+
+
+def _check_outdir(outdir: Path, *, force: bool) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise InputFileError(f"output folder {outdir} is a file: Expected a folder. Received: a file")
+    if not outdir.is_dir() or force:
+        return
+    unrelated = [p.name for p in outdir.iterdir()
+                 if p.name not in OUTPUT_NAMES and p.suffix not in OUTPUT_SUFFIXES and not p.name.startswith(".")]
+    if unrelated:
+        raise InputFileError(f"output folder {outdir} holds files edgecnn did not write ({', '.join(sorted(unrelated)[:3])}"
+                             f"): Expected an empty folder or an earlier compress output. Received: pass --force to "
+                             "write there anyway")
+
+
+def _source(model: Any) -> tuple[str, str, str]:
+    """(source text, name, input hash) of a path or a live model."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.exists():
+            raise InputFileError(f"model not found: Expected a .h5 or .keras file, or a SavedModel folder. "
+                                 f"Received: {path}")
+        return str(path), path.stem if path.is_file() else path.name, file_sha256(path)
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256(model.to_json().encode())
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return f"<live model {model.name}>", model.name, h.hexdigest()
+
+
+def compress(
+    model: Any,
+    *,
+    outdir: Optional[str | Path] = None,
+    data: Optional[str] = None,
+    recipe: str = "mobile",
+    target: Optional[str] = None,
+    max_accuracy_drop: Optional[float] = None,
+    latency_budget_ms: Optional[float] = None,
+    runtime_profile: Optional[str] = None,
+    epochs: Optional[int] = None,
+    seed: Optional[int] = None,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    labels: Optional[list[str]] = None,
+    input_shape: Any = None,
+    custom_objects: Optional[str] = None,
+    trust_model: bool = False,
+    command: str = "",
+    on_stage: Optional[Callable[[str, str], None]] = None,
+) -> CompressReport:
+    """Compress a trained Keras CNN for the target; write artifacts, report.json/html and recipe.toml.
+
+    Args:
+        model: a .h5/.keras file, a SavedModel folder, or a live Keras model.
+        outdir: output folder (default ``<model name>_edgecnn`` next to the model file, or in the cwd).
+        data: ``digits``, an image folder or a .npz; labelled data makes fine-tuning and accuracy real.
+        recipe: a preset (``mobile``, ``tiny``, ``gpu``) or a .toml path (e.g. an earlier OUTDIR/recipe.toml).
+        target, max_accuracy_drop, latency_budget_ms, runtime_profile, epochs, seed: override the recipe.
+        resume: continue from the last finished stage of an interrupted run with the same input and recipe.
+        force: write into an OUTDIR that holds unrelated files.
+        on_stage: called with (stage name, "start" | "done" | "skipped" | "failed") for progress display.
+
+    Returns:
+        CompressReport; ``report["budget"]["met"]`` is False when back-off could not meet the budget.
+
+    Raises:
+        EdgecnnError: bad input (model, data, recipe, outdir), one line.
+    """
+    import edgecnn
+    from edgecnn.data import load_data
+
+    overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
+                 "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed}
+    rec = load_recipe(recipe, overrides=overrides)
+    if rec["runtime_profile"] and rec["runtime_profile"] not in S.PROFILES:
+        raise EdgecnnError(f"unknown runtime profile {rec['runtime_profile']!r}: Expected one of "
+                           f"{', '.join(S.PROFILES)}. Received: {rec['runtime_profile']!r}")
+    source, name, sha = _source(model)
+    if outdir is None:
+        base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()
+        outdir = base / f"{name}_edgecnn"
+    outdir = Path(outdir)
+    if isinstance(model, (str, Path)) and outdir.resolve() == Path(model).resolve():
+        raise InputFileError(f"output folder is the input: Expected another folder. Received: {outdir}")
+    _check_outdir(outdir, force=force)
+    working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
+    shape = tuple(int(d) for d in working.inputs[0].shape[1:])
+    train = test = None
+    if data is not None:
+        train = load_data(data, input_shape=shape, split="train", seed=int(rec["seed"]))
+        test = load_data(data, input_shape=shape, split="test", seed=int(rec["seed"]))
+        labels = labels or (list(test.class_names) if test.class_names else None)
+    from edgecnn import __version__
+
+    key = "-".join([sha[:16], recipe_hash(rec), str(data), str(rec["seed"]), __version__])
+    outdir.mkdir(parents=True, exist_ok=True)
+    ck = Checkpoint(outdir, key=key)
+    saved = ck.load() if resume else None
+    ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
+                  data_spec=data, key=key, quiet=quiet, original=working, train=train, test=test, labels=labels)
+    ctx.state["command"] = command
+    finished: list[str] = []
+    attempt = 0
+    if saved is not None:
+        ctx.restore(saved["ctx"])
+        finished, attempt = list(saved["finished"]), int(saved["attempt"])
+        if ck.model_path.exists():
+            ctx.model = edgecnn.load(str(ck.model_path))
+        ctx.note(f"resumed after stage '{finished[-1]}'" if finished else "resumed")
+    else:
+        if resume and (outdir / CHECKPOINT_DIR).exists():
+            ctx.note("--resume: the checkpoint was made from a different input, recipe, data or seed; started afresh")
+        ck.clear()
+    backoffs: list[str] = list(ctx.state.get("backoffs", []))
+    budget_failure: Optional[str] = ctx.state.get("budget_failure")
+    names = [n for n, _ in STAGES]
+    i = 0
+    while i < len(STAGES):
+        stage_name, fn = STAGES[i]
+        if stage_name in finished:
+            i += 1
+            continue
+        record = StageRecord(stage_name, attempt=attempt)
+        if on_stage:
+            on_stage(stage_name, "start")
+        t0 = time.perf_counter()
+        try:
+            if stage_name == "plan":
+                fn(ctx, record, progress=lambda c: on_stage and on_stage(f"plan: measuring {c}", "progress"))
+            else:
+                fn(ctx, record)
+        except S.BudgetExceeded as exc:
+            record.seconds = time.perf_counter() - t0
+            ctx.stages.append(record)
+            undone = None
+            if attempt < int(rec["plan"]["max_backoff"]):
+                cands = S._candidates(ctx)
+                undone = S.planner.back_off(cands)
+                ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
+            if undone is not None:
+                attempt += 1
+                backoffs.append(f"attempt {attempt}: {exc}; {undone}")
+                ctx.state["backoffs"] = backoffs
+                finished = names[: names.index(RETRY_FROM)]
+                ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
+                if on_stage:
+                    on_stage(stage_name, "failed")
+                i = names.index(RETRY_FROM)
+                continue
+            budget_failure = f"{exc}; no change left to undo" if attempt == 0 or not backoffs else \
+                f"{exc} after {attempt} back-off(s)"
+            ctx.state["budget_failure"] = budget_failure
+            record.status = "failed"
+        record.seconds = round(time.perf_counter() - t0, 3)
+        if record not in ctx.stages:
+            ctx.stages.append(record)
+        finished.append(stage_name)
+        ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()},
+                model=ctx.model if stage_name in ("rewrite", "prune", "finetune") else None)
+        if on_stage:
+            on_stage(stage_name, record.status)
+        i += 1
+    return _finish(ctx, backoffs=backoffs, budget_failure=budget_failure)
+
+
+def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str]) -> CompressReport:
+    """Move the staged artifacts into OUTDIR, save the compressed Keras model, write the reports."""
+    import json
+
+    import edgecnn
+    from edgecnn.files import write_atomic
+    from edgecnn.pipeline import summary
+
+    t0 = time.perf_counter()
+    out = ctx.outdir
+    artifacts = []
+    for a in ctx.state["export"]["artifacts"]:
+        src = Path(a["path"])
+        dst = out / src.name
+        src.replace(dst)
+        artifacts.append({**a, "path": str(dst)})
+    staging = S.staging(ctx)
+    for extra in ("labels.txt", "MODEL_CARD.md", "export.json"):
+        if (staging / extra).exists():
+            (staging / extra).replace(out / extra)
+    model_path = out / f"{ctx.name}.compressed.h5"
+    edgecnn.save(ctx.model, model_path)
+    original_acc = ctx.state["original"]["accuracy"]
+    budget = {"max_accuracy_drop": float(ctx.recipe["max_accuracy_drop"]), "backoffs": backoffs,
+              "met": None if original_acc is None else budget_failure is None, "why": budget_failure}
+    chosen = [c["id"] for c in ctx.state.get("plan", {}).get("candidates", []) if c["chosen"]]
+    ran = json.loads(json.dumps(ctx.recipe))
+    ran["plan"]["fixed"] = chosen
+    ctx.stages.append(StageRecord("report", seconds=0.0, changes=["report.json", "report.html", "recipe.toml"]))
+    report = summary.build(ctx, artifacts=artifacts, model_path=str(model_path), budget=budget)
+    report["recipe"] = ran
+    ctx.stages[-1].seconds = round(time.perf_counter() - t0, 3)
+    report["stages"][-1]["seconds"] = ctx.stages[-1].seconds
+    write_atomic(out / "recipe.toml", "# edgecnn compress: the recipe as run; `edgecnn compress MODEL --recipe "
+                 "THIS_FILE` reproduces the plan\n" + dumps(ran))
+    write_atomic(out / "report.json", json.dumps(report, indent=2, default=str))
+    write_atomic(out / "report.html", summary.to_html(report))
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    return CompressReport(outdir=out, report=report)

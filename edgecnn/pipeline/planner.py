@@ -1,0 +1,276 @@
+"""Latency-aware planning: candidate changes, measured on the target runtime, chosen within the accuracy budget.
+
+A candidate is one change to the model (a Dense head rewrite, one conv's separable rewrite, a global
+channel-pruning ratio). Each candidate model is converted for the target (e.g. LiteRT int8) and timed
+interleaved with the unchanged model (:func:`edgecnn.latency.model_latency`); with labelled data its
+accuracy before fine-tuning is measured too. A candidate is chosen when it is faster by more than the
+measured noise (its gain must beat the interquartile spread and ``min_gain`` of the base latency), or when
+it makes the model at least 20% smaller without being slower beyond the noise. Candidates that change the
+same layer exclude each other (the most valuable wins); pruning ratios exclude each other.
+
+Example:
+    >>> c = Candidate("separable:conv", kind="separable", layer="conv")
+    >>> c.base_ms, c.latency_ms = 1.0, 1.3
+    >>> c.gain_ms, c.noise_ms = -0.3, 0.05
+    >>> judge(c, base_params=1000, min_gain=0.03, runtime="litert int8")
+    >>> c.chosen, c.reason
+    (False, 'slower on litert int8: +0.300 ms (+30.0%), noise 0.050 ms')
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+SIZE_GAIN = 0.2
+
+
+@dataclass
+class Candidate:
+    """One change the planner considered, with what it measured and what it decided."""
+
+    id: str
+    kind: str
+    layer: Optional[str] = None
+    ratio: Optional[float] = None
+    params: Optional[int] = None
+    macs: Optional[int] = None
+    base_ms: Optional[float] = None
+    latency_ms: Optional[float] = None
+    gain_ms: Optional[float] = None
+    noise_ms: Optional[float] = None
+    accuracy: Optional[float] = None
+    accuracy_drop: Optional[float] = None
+    output_error: Optional[float] = None
+    value: float = 0.0
+    chosen: bool = False
+    reason: str = ""
+    error: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rewrite(kind: str, **options: Any) -> Callable[[Any, "Candidate"], Any]:
+    def apply(model: Any, cand: "Candidate") -> Any:
+        from edgecnn.rewrite import rewrite
+
+        layers = [cand.layer] if cand.layer else None
+        return rewrite(model, to=kind, layers=layers, select="all", progress=False, **options).model
+
+    return apply
+
+
+def _prune(model: Any, cand: "Candidate", *, importance: str = "l1", round_to: int = 8) -> Any:
+    from edgecnn.prune import prune_channels
+
+    return prune_channels(model, ratios=float(cand.ratio), importance=importance, round_to=round_to)
+
+
+def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
+    """The candidates the recipe allows on this model (without measuring them)."""
+    from edgecnn.analysis import analyze
+
+    stats = analyze(model)
+    out: list[Candidate] = []
+    kinds = recipe["rewrite"]["kinds"] if recipe["rewrite"]["enabled"] else []
+    output_layers = {t._keras_history[0].name for t in model.outputs}
+    head = _flatten_dense(model) if "gap-head" in kinds else None
+    if head is not None:
+        out.append(Candidate("gap-head", kind="gap-head", layer=head))
+    for row in stats.layers:
+        layer = model.get_layer(row.name) if _has_layer(model, row.name) else None
+        if layer is None:
+            continue
+        cls = type(layer).__name__
+        if cls == "Dense" and "low-rank-dense" in kinds and row.params >= recipe["rewrite"]["min_dense_params"] \
+                and row.name not in output_layers:
+            out.append(Candidate(f"low-rank-dense:{row.name}", kind="low-rank-dense", layer=row.name))
+        if cls == "Conv2D" and max(layer.kernel_size) > 1 and int(layer.input.shape[-1]) >= 4:
+            for kind in ("separable", "bottleneck"):
+                if kind in kinds:
+                    out.append(Candidate(f"{kind}:{row.name}", kind=kind, layer=row.name))
+    if recipe["prune"]["enabled"] and recipe["prune"]["method"] == "channels":
+        for r in recipe["prune"]["ratios"]:
+            out.append(Candidate(f"prune:{r:g}", kind="prune", ratio=float(r)))
+    limit = int(recipe["plan"]["max_candidates"])
+    if len(out) > limit:
+        # Keep the heaviest convs: they are where latency can move.
+        macs = {row.name: row.macs for row in stats.layers}
+        convs = sorted((c for c in out if c.kind in ("separable", "bottleneck")), key=lambda c: -macs.get(c.layer, 0))
+        keep = {c.id for c in out if c.kind not in ("separable", "bottleneck")}
+        keep |= {c.id for c in convs[: max(0, limit - len(keep))]}
+        out = [c for c in out if c.id in keep]
+    return out
+
+
+def _has_layer(model: Any, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
+def _flatten_dense(model: Any) -> Optional[str]:
+    """The Dense layer fed by a Flatten (the head gap-head rewrites), or None."""
+    from edgecnn.graph import ModelGraph
+
+    g = ModelGraph(model)
+    for n in g.nodes:
+        if type(n.layer).__name__ == "Flatten":
+            for c in g.consumers(n.layer.name):
+                if _has_layer(model, c) and type(model.get_layer(c)).__name__ == "Dense":
+                    return c
+    return None
+
+
+def apply(model: Any, cand: Candidate, recipe: dict) -> Any:
+    """The model with one candidate change applied (weights initialized from the model's, not fine-tuned)."""
+    if cand.kind == "prune":
+        return _prune(model, cand, importance=recipe["prune"]["importance"], round_to=recipe["prune"]["round_to"])
+    options: dict = {}
+    if cand.kind == "low-rank-dense":
+        options["energy"] = float(recipe["rewrite"]["dense_energy"])
+    return _rewrite(cand.kind, **options)(model, cand)
+
+
+def apply_all(model: Any, chosen: list[Candidate], recipe: dict) -> tuple[Any, list[str]]:
+    """Apply chosen candidates in a fixed order: head rewrites, conv rewrites, then pruning."""
+    order = {"gap-head": 0, "low-rank-dense": 1, "separable": 2, "bottleneck": 2, "prune": 3}
+    changes = []
+    for cand in sorted(chosen, key=lambda c: (order.get(c.kind, 9), c.id)):
+        model = apply(model, cand, recipe)
+        changes.append(cand.id)
+    return model, changes
+
+
+def judge(cand: Candidate, *, base_params: int, min_gain: float, runtime: str) -> None:
+    """Decide one measured candidate: faster beyond the noise, or much smaller and not slower."""
+    base = cand.base_ms or 0.0
+    rel = cand.gain_ms / base if base else 0.0
+    size_gain = 1.0 - (cand.params or base_params) / base_params if base_params else 0.0
+    drop = max(0.0, cand.accuracy_drop or 0.0)
+    cand.value = (max(rel, 0.0) + 0.25 * max(size_gain, 0.0)) / (1.0 + drop / 10.0)
+    if cand.gain_ms > cand.noise_ms and rel >= min_gain:
+        cand.chosen, cand.reason = True, f"faster on {runtime}: -{cand.gain_ms:.3f} ms ({-100 * rel:+.1f}%)"
+    elif size_gain >= SIZE_GAIN and cand.gain_ms >= -cand.noise_ms:
+        cand.chosen, cand.reason = True, f"{100 * size_gain:.0f}% fewer params, not slower on {runtime}"
+    elif cand.gain_ms < -cand.noise_ms:
+        cand.reason = (f"slower on {runtime}: +{-cand.gain_ms:.3f} ms ({-100 * rel:+.1f}%), "
+                       f"noise {cand.noise_ms:.3f} ms")
+    else:
+        cand.reason = (f"no measurable gain on {runtime}: {-cand.gain_ms:+.3f} ms, noise {cand.noise_ms:.3f} ms"
+                       + (f", {100 * size_gain:.0f}% fewer params" if size_gain > 0 else ""))
+    if cand.value <= 0:
+        cand.value = 0.0
+
+
+def resolve_conflicts(cands: list[Candidate]) -> None:
+    """Among chosen candidates on the same layer (and among pruning ratios), keep the most valuable."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in cands:
+        if c.chosen:
+            groups.setdefault("prune" if c.kind == "prune" else c.layer or c.id, []).append(c)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        best = max(members, key=lambda c: c.value)
+        for c in members:
+            if c is not best:
+                c.chosen = False
+                c.reason = f"{c.reason}; excluded by {best.id} (more valuable on the same layers)"
+
+
+def within_budget(cands: list[Candidate], *, base_ms: float, budget_ms: float) -> None:
+    """With a latency budget, keep the most valuable chosen candidates until the estimate meets it."""
+    if budget_ms <= 0:
+        return
+    chosen = sorted((c for c in cands if c.chosen), key=lambda c: -c.value)
+    estimate = base_ms
+    for c in chosen:
+        if estimate <= budget_ms:
+            c.chosen = False
+            c.reason += f"; not needed: estimated {estimate:.3f} ms already meets the {budget_ms} ms budget"
+            continue
+        estimate -= max(c.gain_ms or 0.0, 0.0)
+
+
+def back_off(cands: list[Candidate]) -> Optional[str]:
+    """Undo the least valuable chosen change (a pruning ratio steps down to the next smaller one first).
+
+    Returns:
+        A sentence saying what was undone, or None when nothing is left to undo.
+    """
+    chosen = [c for c in cands if c.chosen]
+    if not chosen:
+        return None
+    prune = [c for c in chosen if c.kind == "prune"]
+    if prune:
+        current = prune[0]
+        smaller = sorted((c for c in cands if c.kind == "prune" and c.ratio < current.ratio and c.error is None
+                          and (c.gain_ms or 0) > 0), key=lambda c: -c.ratio)
+        victim_value = min(chosen, key=lambda c: c.value)
+        if victim_value is current or not [c for c in chosen if c.kind != "prune"]:
+            current.chosen = False
+            current.reason += "; undone by back-off (accuracy budget exceeded)"
+            if smaller:
+                smaller[0].chosen = True
+                smaller[0].reason += "; chosen by back-off instead of " + current.id
+                return f"pruning ratio {current.ratio:g} -> {smaller[0].ratio:g}"
+            return f"undid {current.id}"
+    victim = min(chosen, key=lambda c: c.value)
+    victim.chosen = False
+    victim.reason += "; undone by back-off (accuracy budget exceeded)"
+    return f"undid {victim.id}"
+
+
+def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
+            calibration: Optional[np.ndarray], x_val: Optional[np.ndarray], y_val: Optional[np.ndarray],
+            progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Build each candidate model, time all of them interleaved with the base on the target, score accuracy.
+
+    Returns:
+        ``{"base_ms": ..., "base_spread_ms": ..., "base_accuracy": ...}``; the candidates are filled in place.
+    """
+    from edgecnn.analysis import analyze
+    from edgecnn.latency import convert, model_latency
+    from edgecnn.export.validate import keras_outputs
+
+    base_params = analyze(model).total_params
+    ref = keras_outputs(model, x_val)[0] if x_val is not None else None
+    base_acc = float(np.mean(np.argmax(ref, -1) == y_val)) if (ref is not None and y_val is not None) else None
+    artifacts = {"base": convert(model, runtime=runtime, quantize=quantize, calibration=calibration)}
+    for cand in cands:
+        progress(cand.id)
+        try:
+            variant = apply(model, cand, recipe)
+            artifacts[cand.id] = convert(variant, runtime=runtime, quantize=quantize, calibration=calibration)
+        except EdgecnnError as exc:
+            cand.error, cand.reason = str(exc), f"cannot apply: {exc}"
+            continue
+        stats = analyze(variant)
+        cand.params, cand.macs = stats.total_params, stats.total_macs
+        if ref is not None:
+            out = keras_outputs(variant, x_val)[0]
+            cand.output_error = float(np.linalg.norm(out - ref) / (np.linalg.norm(ref) + 1e-12))
+            if base_acc is not None:
+                cand.accuracy = float(np.mean(np.argmax(out, -1) == y_val))
+                cand.accuracy_drop = round(100 * (base_acc - cand.accuracy), 3)
+    runs = int(recipe["plan"]["latency_runs"])
+    timings = model_latency(artifacts, runtime=runtime, threads=threads, runs=runs, warmup=3)
+    base = timings["base"]
+    for cand in cands:
+        if cand.id not in timings:
+            continue
+        t = timings[cand.id]
+        cand.base_ms, cand.latency_ms = base.median_ms, t.median_ms
+        cand.gain_ms = base.median_ms - t.median_ms
+        cand.noise_ms = max(base.spread_ms, t.spread_ms)
+        judge(cand, base_params=base_params, min_gain=float(recipe["plan"]["min_gain"]),
+              runtime=f"{runtime} {quantize if quantize != 'none' else 'fp32'}")
+    return {"base_ms": base.median_ms, "base_spread_ms": base.spread_ms, "base_accuracy": base_acc,
+            "base_params": base_params}
+
+
+__all__ = ["Candidate", "apply", "apply_all", "back_off", "enumerate_candidates", "judge", "measure",
+           "resolve_conflicts", "within_budget"]

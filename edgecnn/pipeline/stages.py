@@ -1,0 +1,253 @@
+"""The compress stages: each one function over the Context; the runner in ``edgecnn.pipeline`` orders them.
+
+analyze -> plan -> rewrite -> prune -> finetune -> quantize -> validate -> benchmark -> report.
+(``quantize`` converts to the target and exports the extra formats; every artifact is checked on its real
+runtime as it is written, and ``validate`` checks the accuracy budget, which may send the run back to
+``rewrite`` with one change fewer.)
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from edgecnn.pipeline.context import Context, StageRecord
+from edgecnn.pipeline import planner
+
+
+class BudgetExceeded(Exception):
+    """Internal: the compressed artifact lost more accuracy than the budget allows."""
+
+
+PROFILES = {"mobile-1t": {"threads": 1, "pin": True}, "mobile-4t": {"threads": 4, "pin": False}}
+
+
+@contextlib.contextmanager
+def pinned(profile: str) -> Iterator[int]:
+    """Run the block with the profile's threads; ``mobile-1t`` also pins the process to one core."""
+    spec = PROFILES.get(profile or "", {"threads": 1, "pin": False})
+    old = None
+    if spec["pin"] and hasattr(os, "sched_setaffinity"):
+        old = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(old)})
+    try:
+        yield int(spec["threads"])
+    finally:
+        if old is not None:
+            os.sched_setaffinity(0, old)
+
+
+def _accuracy(model: Any, data: Any) -> Optional[float]:
+    if data is None or data.y is None:
+        return None
+    from edgecnn.export.validate import keras_outputs
+
+    return float(np.mean(np.argmax(keras_outputs(model, data.x)[0], -1) == data.y))
+
+
+def _validation_split(ctx: Context) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """A held-back slice of the TRAIN split for planning (the test split is only for the final accuracy)."""
+    if ctx.train is None:
+        return None, None
+    n = len(ctx.train.x)
+    k = min(300, max(1, n // 5))
+    idx = np.random.default_rng(ctx.seed).permutation(n)[:k]
+    return ctx.train.x[idx], (ctx.train.y[idx] if ctx.train.y is not None else None)
+
+
+def _calibration(ctx: Context, samples: int) -> Optional[np.ndarray]:
+    if ctx.train is None:
+        return None
+    return ctx.train.x[:samples]
+
+
+def analyze(ctx: Context, rec: StageRecord) -> None:
+    """Params, MACs, size and (with labels) accuracy of the original model."""
+    from edgecnn.analysis import analyze as analyze_model
+
+    stats = analyze_model(ctx.original)
+    src = Path(ctx.source)
+    size = sum(p.stat().st_size for p in ([src] if src.is_file() else src.rglob("*") if src.exists() else [])
+               if p.is_file())
+    ctx.state["original"] = {"params": stats.total_params, "macs": stats.total_macs, "size_bytes": size or None,
+                             "accuracy": _accuracy(ctx.original, ctx.test)}
+    rec.details = dict(ctx.state["original"])
+    if not ctx.labelled:
+        ctx.note("accuracy was not measured: no labelled --data was given")
+
+
+def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str], None]) -> None:
+    """Measure every candidate change on the target runtime and choose within the budget."""
+    recipe, target = ctx.recipe, ctx.target
+    cands = planner.enumerate_candidates(ctx.original, recipe)
+    fixed = list(recipe["plan"]["fixed"])
+    if fixed:
+        known = {c.id: c for c in cands}
+        missing = [f for f in fixed if f not in known]
+        if missing:
+            from edgecnn.errors import EdgecnnError
+
+            raise EdgecnnError(f"recipe plan.fixed names changes this model does not allow: Expected some of "
+                               f"{', '.join(known) or 'none'}. Received: {', '.join(missing)}")
+        for c in cands:
+            c.chosen = c.id in fixed
+            c.reason = "fixed by the recipe (plan.fixed)" if c.chosen else "not in the recipe's plan.fixed"
+        ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": False}
+        rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
+        return
+    with pinned(recipe["runtime_profile"]) as threads:
+        x_val, y_val = _validation_split(ctx)
+        summary = planner.measure(
+            ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
+            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress)
+    planner.resolve_conflicts(cands)
+    planner.within_budget(cands, base_ms=summary["base_ms"], budget_ms=float(recipe["latency_budget_ms"]))
+    if ctx.train is None and not recipe["plan"]["apply_without_data"]:
+        for c in cands:
+            if c.chosen:
+                c.chosen = False
+                c.reason += ("; not applied without --data: a weight-initialized change loses accuracy that only "
+                             "fine-tuning recovers (set plan.apply_without_data = true to apply it anyway)")
+        ctx.note("no --data: only data-free steps ran (quantization calibrated on synthetic inputs)")
+    ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": True, **summary}
+    rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
+    rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
+
+
+def _candidates(ctx: Context) -> list[planner.Candidate]:
+    return [planner.Candidate(**c) for c in ctx.state["plan"]["candidates"]]
+
+
+def rewrite(ctx: Context, rec: StageRecord) -> None:
+    """Apply the chosen rewrites to a fresh copy of the original (weights initialized from it)."""
+    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind != "prune"]
+    ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe)
+    if not chosen:
+        rec.status = "skipped"
+        rec.details["why"] = "no rewrite chosen"
+        from edgecnn.surgery import rebuild
+
+        ctx.model = rebuild(ctx.original)
+
+
+def prune(ctx: Context, rec: StageRecord) -> None:
+    """Apply the chosen channel-pruning ratio."""
+    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind == "prune"]
+    if not chosen:
+        rec.status = "skipped"
+        rec.details["why"] = "no pruning ratio chosen"
+        return
+    ctx.model, rec.changes = planner.apply_all(ctx.model, chosen, ctx.recipe)
+
+
+def finetune(ctx: Context, rec: StageRecord) -> None:
+    """Distil the original (teacher) into the changed model (student) on the training split."""
+    changed = any(r.changes for r in ctx.stages if r.name in ("rewrite", "prune") and r.attempt == rec.attempt)
+    ft = ctx.recipe["finetune"]
+    if not changed or ctx.train is None or not ft["enabled"] or int(ft["epochs"]) <= 0:
+        rec.status = "skipped"
+        rec.details["why"] = ("nothing changed" if not changed else "no --data" if ctx.train is None
+                              else "disabled by the recipe")
+        return
+    from edgecnn.distill import distill
+
+    _deterministic(ctx.seed)
+    result = distill(ctx.model, ctx.original, x=ctx.train.x, y=ctx.train.y, epochs=int(ft["epochs"]),
+                     batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
+                     temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
+                     seed=ctx.seed, progress=not ctx.quiet)
+    ctx.model = result.model
+    rec.changes = [f"distilled {result.epochs_run} epochs (best {result.best_epoch})"]
+    rec.details = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                   "val_accuracy": result.val_accuracy, "teacher_val_accuracy": result.teacher_val_accuracy}
+
+
+def _deterministic(seed: int) -> None:
+    import tensorflow as tf
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    with contextlib.suppress(Exception):
+        tf.config.experimental.enable_op_determinism()
+
+
+def staging(ctx: Context) -> Path:
+    return ctx.outdir / ".edgecnn" / "staging"
+
+
+def quantize(ctx: Context, rec: StageRecord) -> None:
+    """Convert to the target (and the extra formats), each artifact validated on its runtime as it is written."""
+    import shutil
+
+    from edgecnn.export import export
+
+    target, recipe = ctx.target, ctx.recipe
+    out = staging(ctx)
+    shutil.rmtree(out, ignore_errors=True)
+    formats = list(dict.fromkeys([target.format, *recipe["export"]["extra_formats"]]))
+    compressed_acc = _accuracy(ctx.model, ctx.test)
+    budget = None
+    original_acc = ctx.state["original"]["accuracy"]
+    if target.quantize == "int8" and ctx.labelled and original_acc is not None and compressed_acc is not None:
+        budget = max(0.0, float(recipe["max_accuracy_drop"]) - 100 * (original_acc - compressed_acc))
+    report = export(ctx.model, outdir=out, formats=formats, quantize=target.quantize,
+                    data=ctx.data_spec if ctx.train is not None else None, io=recipe["io"],
+                    calibration_samples=int(recipe["quantize"]["calibration_samples"]), seed=ctx.seed,
+                    name=ctx.name, labels=ctx.labels, max_accuracy_drop=budget, quiet=True,
+                    command=ctx.state.get("command", ""))
+    ctx.state["export"] = report.as_dict()
+    ctx.state["compressed_keras_accuracy"] = compressed_acc
+    rec.changes = [f"wrote {Path(a.path).name} ({a.size_bytes:,} bytes)" for a in report.artifacts]
+    if report.budget is not None:
+        rec.details["int8_budget"] = report.budget
+
+
+def validate(ctx: Context, rec: StageRecord) -> None:
+    """Check the target artifact's accuracy (on its runtime) against the original's, within the budget."""
+    arts = ctx.state["export"]["artifacts"]
+    main = next(a for a in arts if a["format"] == ctx.target.format)
+    acc = (main.get("validation") or {}).get("accuracy")
+    original = ctx.state["original"]["accuracy"]
+    rec.details = {"artifact": Path(main["path"]).name, "accuracy": acc, "original_accuracy": original}
+    if acc is None or original is None:
+        rec.details["budget"] = "not checked: no labelled data"
+        return
+    drop = 100 * (original - acc)
+    limit = float(ctx.recipe["max_accuracy_drop"])
+    rec.details.update(drop_points=round(drop, 3), max_accuracy_drop=limit)
+    if drop > limit + 1e-9:
+        rec.status = "failed"
+        raise BudgetExceeded(f"{Path(main['path']).name}: accuracy {100 * acc:.2f}% is {drop:.2f} points below "
+                             f"the original's {100 * original:.2f}% (budget {limit})")
+
+
+def benchmark(ctx: Context, rec: StageRecord) -> None:
+    """Original (plain conversion at the target's quantization) vs compressed artifact, interleaved, per runtime."""
+    from edgecnn.latency import convert, model_latency
+
+    target, recipe = ctx.target, ctx.recipe
+    arts = {a["format"]: a for a in ctx.state["export"]["artifacts"]}
+    runtimes = list(dict.fromkeys([target.runtime, *recipe["bench"]["runtimes"]]))
+    calibration = _calibration(ctx, int(recipe["quantize"]["calibration_samples"]))
+    latency: dict[str, dict] = {"original": {}, "compressed": {}}
+    with pinned(recipe["runtime_profile"]) as threads:
+        for runtime in runtimes:
+            fmt = "tflite" if runtime == "litert" else "onnx"
+            original = convert(ctx.original, runtime=runtime, quantize=target.quantize, calibration=calibration)
+            if fmt in arts:
+                compressed = Path(arts[fmt]["path"]).read_bytes()
+            else:
+                compressed = convert(ctx.model, runtime=runtime, quantize=target.quantize, calibration=calibration)
+            t = model_latency({"original": original, "compressed": compressed}, runtime=runtime, threads=threads,
+                              runs=int(recipe["bench"]["runs"]), warmup=5)
+            for k in ("original", "compressed"):
+                latency[k][runtime] = {**t[k].as_dict(), "threads": threads, "quantize": target.quantize,
+                                       "size_bytes": len(original if k == "original" else compressed)}
+    ctx.state["latency"] = latency
+    rec.details = {rt: round(latency["original"][rt]["median_ms"] / latency["compressed"][rt]["median_ms"], 3)
+                   for rt in runtimes}
+    rec.changes = [f"{rt}: {latency['original'][rt]['median_ms']:.3f} -> {latency['compressed'][rt]['median_ms']:.3f}"
+                   f" ms ({rec.details[rt]}x)" for rt in runtimes]

@@ -1,0 +1,165 @@
+"""The compress report: report.json's content, the before/after table, and report.html.
+
+Example:
+    >>> ratio(4.0, 2.0), ratio(None, 2.0)
+    (2.0, None)
+"""
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Optional
+
+from edgecnn.pipeline.context import Context
+
+
+def ratio(before: Optional[float], after: Optional[float]) -> Optional[float]:
+    """before / after, rounded to 3 digits; None when either is unknown or after is 0."""
+    if before is None or not after:
+        return None
+    return round(before / after, 3)
+
+
+def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict) -> dict:
+    """report.json's content from a finished context."""
+    from edgecnn import __version__
+    from edgecnn.analysis import analyze
+
+    stats = analyze(ctx.model)
+    original = dict(ctx.state["original"])
+    latency = ctx.state.get("latency", {"original": {}, "compressed": {}})
+    main = next((a for a in artifacts if a["format"] == ctx.target.format), artifacts[0] if artifacts else None)
+    val = (main or {}).get("validation") or {}
+    original["latency_ms"] = {rt: t["median_ms"] for rt, t in latency["original"].items()}
+    original["plain_conversion_bytes"] = {rt: t["size_bytes"] for rt, t in latency["original"].items()}
+    compressed = {
+        "params": stats.total_params,
+        "macs": stats.total_macs,
+        "size_bytes": main["size_bytes"] if main else None,
+        "accuracy": val.get("accuracy"),
+        "keras_accuracy": ctx.state.get("compressed_keras_accuracy"),
+        "latency_ms": {rt: t["median_ms"] for rt, t in latency["compressed"].items()},
+        "model": model_path,
+    }
+    rt = ctx.target.runtime
+    plain = original["plain_conversion_bytes"].get(rt)
+    return {
+        "tool": "edgecnn compress",
+        "edgecnn_version": __version__,
+        "source": ctx.source,
+        "key": ctx.key,
+        "target": ctx.target.name,
+        "data": ctx.data_spec,
+        "original": original,
+        "compressed": compressed,
+        "speedup": {r: ratio(original["latency_ms"].get(r), compressed["latency_ms"].get(r))
+                    for r in compressed["latency_ms"]},
+        "size_ratio_vs_plain_conversion": ratio(plain, compressed["size_bytes"]),
+        "params_ratio": ratio(original["params"], compressed["params"]),
+        "budget": budget,
+        "artifacts": [{k: a.get(k) for k in ("path", "format", "quantization", "size_bytes", "sha256", "validation")}
+                      for a in artifacts],
+        "stages": [s.__dict__ for s in ctx.stages],
+        "plan": ctx.state.get("plan", {}),
+        "latency": latency,
+        "notes": ctx.notes,
+        "recipe": ctx.recipe,
+    }
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "-"
+    if kind == "pct":
+        return f"{100 * v:.2f}%"
+    if kind == "ms":
+        return f"{v:.3f} ms"
+    if kind == "bytes":
+        return f"{v / 1024:,.1f} KB"
+    return f"{v:,}"
+
+
+def rows(report: dict) -> list[tuple[str, str, str, str]]:
+    """(metric, original, compressed, ratio) rows of the before/after table."""
+    o, c = report["original"], report["compressed"]
+    rt = next(iter(c["latency_ms"]), None)
+    out = [
+        ("params", _fmt(o["params"], "n"), _fmt(c["params"], "n"), _x(ratio(o["params"], c["params"]))),
+        ("MACs", _fmt(o["macs"], "n"), _fmt(c["macs"], "n"), _x(ratio(o["macs"], c["macs"]))),
+    ]
+    for r, plain in o.get("plain_conversion_bytes", {}).items():
+        size = c["size_bytes"] if r == rt else None
+        out.append((f"size ({report['target']}, plain conversion vs compressed)", _fmt(plain, "bytes"),
+                    _fmt(size, "bytes"), _x(ratio(plain, size))))
+    out.append(("accuracy (held-out, on the runtime)", _fmt(o["accuracy"], "pct"), _fmt(c["accuracy"], "pct"),
+                "-" if o["accuracy"] is None or c["accuracy"] is None
+                else f"{100 * (c['accuracy'] - o['accuracy']):+.2f} pt"))
+    for r, ms in c["latency_ms"].items():
+        out.append((f"latency {r} (median)", _fmt(o["latency_ms"].get(r), "ms"), _fmt(ms, "ms"),
+                    _x(report["speedup"].get(r))))
+    return out
+
+
+def _x(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def print_table(report: dict) -> None:
+    """The before/after table on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"edgecnn compress -> {report['target']}", title_justify="left")
+    for col in ("", "original", "compressed", "ratio"):
+        table.add_column(col, justify="left" if not col else "right")
+    for row in rows(report):
+        table.add_row(*row)
+    console = Console(width=120)
+    console.print(table)
+    b = report["budget"]
+    if b.get("met") is False:
+        console.print(f"[bold red]accuracy budget not met[/]: {b.get('why')}")
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+
+
+def to_html(report: dict) -> str:
+    """A self-contained report.html: charts from the bench report when available, the before/after table,
+    and the plan with every candidate's measured effect and decision."""
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>edgecnn compress report</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid "
+             "#ccc;padding:4px 8px}td{text-align:right}td:first-child{text-align:left}</style></head><body>",
+             f"<h1>edgecnn compress: {e(str(report['source']))} &rarr; {e(report['target'])}</h1>"]
+    charts = _charts(report)
+    if charts:
+        parts.append(charts)
+    parts.append("<h2>Before / after</h2><table><tr><th></th><th>original</th><th>compressed</th><th>ratio</th></tr>")
+    parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows(report)]
+    parts.append("</table><h2>Plan (measured on the target runtime)</h2><table><tr><th>candidate</th>"
+                 "<th>params</th><th>latency ms</th><th>gain ms</th><th>noise ms</th><th>acc. drop (pt, before "
+                 "fine-tuning)</th><th>chosen</th><th>why</th></tr>")
+    for c in report["plan"].get("candidates", []):
+        cells = [c["id"], _fmt(c.get("params"), "n"), _num(c.get("latency_ms")), _num(c.get("gain_ms")),
+                 _num(c.get("noise_ms")), _num(c.get("accuracy_drop")), "yes" if c["chosen"] else "no", c["reason"]]
+        parts.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in cells) + "</tr>")
+    parts.append("</table><h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>status</th><th>changes</th></tr>")
+    for s in report["stages"]:
+        parts.append(f"<tr><td>{e(s['name'])}</td><td>{s['seconds']:.1f}</td><td>{e(s['status'])}</td>"
+                     f"<td>{e('; '.join(s['changes']))}</td></tr>")
+    parts.append("</table><h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report["notes"]) + "</ul>")
+    parts.append(f"<h2>report.json</h2><pre>{e(json.dumps(report['budget'], indent=1))}</pre></body></html>")
+    return "\n".join(parts)
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _charts(report: dict) -> str:
+    """Latency bars (original vs compressed per runtime) through the bench report's HTML charts, if present."""
+    try:
+        from edgecnn.bench import html_charts  # provided by the bench module
+    except ImportError:
+        return ""
+    return html_charts(report)
