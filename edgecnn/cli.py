@@ -174,6 +174,150 @@ def quantize(
                f"left in float: {', '.join(result.skipped_layers) or 'none'}")
 
 
+@app.command()
+def compress(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    outdir: Optional[Path] = typer.Option(None, "-o", "--outdir", help="Output folder (default: <model>_edgecnn/ next to it)."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y]); without it only data-free steps run."),
+    recipe: str = typer.Option("mobile", "--recipe", help="Preset (mobile, tiny, gpu; see `edgecnn recipes`) or a .toml file."),
+    target: Optional[str] = typer.Option(None, "--target", help="litert-int8, litert-fp16, litert-fp32, onnx-int8, onnx-fp32, ..."),
+    max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="Accuracy budget in points."),
+    latency_budget_ms: Optional[float] = typer.Option(None, "--latency-budget-ms", help="Stop adding changes once this latency is met."),
+    runtime_profile: Optional[str] = typer.Option(None, "--runtime-profile", help="mobile-1t (one pinned core) or mobile-4t."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs (overrides the recipe)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data splits, fine-tuning and calibration."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last finished stage."),
+    force: bool = typer.Option(False, "--force", help="Write into an output folder that holds unrelated files."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress, only the final table."),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json on stdout and nothing else."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
+    trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+) -> None:
+    """One command: analyze, plan on measured latency, rewrite, prune, distil, quantize, export, validate, benchmark.
+
+    Exit codes: 0 done, 1 done but the accuracy budget was not met (see report.json), 2 bad input.
+    """
+    from edgecnn.pipeline import compress as run_compress
+
+    show = not (quiet or as_json)
+    on_stage = _stage_printer() if show else None
+    result = run_compress(model, outdir=outdir, data=data, recipe=recipe, target=target,
+                          max_accuracy_drop=max_accuracy_drop, latency_budget_ms=latency_budget_ms,
+                          runtime_profile=runtime_profile, epochs=epochs, seed=seed, resume=resume, force=force,
+                          quiet=not show, labels=_read_labels(labels), input_shape=input_shape,
+                          custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
+                          command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage)
+    if as_json:
+        typer.echo(json.dumps(result.report, indent=2, default=str))
+    else:
+        from edgecnn.pipeline.summary import print_table
+
+        print_table(result.report)
+        typer.echo(f"wrote {result.outdir}/ (report.json, report.html, recipe.toml, artifacts)")
+    if result.budget_met is False:
+        raise typer.Exit(1)
+
+
+def _stage_printer():
+    """Per-stage progress lines with an overall counter, on stderr (stdout stays for the result)."""
+    from edgecnn.pipeline import STAGES
+
+    total = len(STAGES)
+    names = [n for n, _ in STAGES]
+    started: dict[str, float] = {}
+
+    def show(stage: str, status: str) -> None:
+        import time
+
+        if status == "progress":
+            typer.echo(f"        {stage}", err=True)
+            return
+        if status == "start":
+            started[stage] = time.perf_counter()
+            typer.echo(f"[{names.index(stage) + 1}/{total}] {stage} ...", err=True)
+            return
+        took = time.perf_counter() - started.get(stage, time.perf_counter())
+        typer.echo(f"[{names.index(stage) + 1}/{total}] {stage} {status} ({took:.1f} s)", err=True)
+
+    return show
+
+
+@app.command()
+def recipes(
+    name: Optional[str] = typer.Argument(None, help="A preset to print as TOML."),
+) -> None:
+    """List the shipped compress recipes, or print one (copy it, edit it, pass it with --recipe)."""
+    from edgecnn.pipeline.recipe import load_recipe
+    from edgecnn.recipes import PRESETS_DIR, preset_names
+
+    if name is None:
+        for preset in preset_names():
+            r = load_recipe(preset)
+            typer.echo(f"{preset:8} {r['target']:12} {r['description']}")
+        return
+    if name not in preset_names():
+        raise EdgecnnError(f"unknown recipe {name!r}: Expected one of {', '.join(preset_names())}. Received: {name!r}")
+    typer.echo((PRESETS_DIR / f"{name}.toml").read_text(), nl=False)
+
+
+@app.command()
+def bench(
+    models: list[str] = typer.Argument(..., help="Model files (.h5, .keras, SavedModel) or artifacts (.tflite, "
+                                       ".onnx, .ort); NAME=PATH names one."),
+    runtime: str = typer.Option("keras,litert,onnxruntime", "--runtime", help="Comma-separated: keras, litert, "
+                                "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt, tensorflow-gpu, litert-gpu, or all."),
+    threads: str = typer.Option("1", "--threads", help="Thread counts for litert/onnxruntime, e.g. 1,2,4."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz: adds accuracy."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Images per timed call."),
+    runs: Optional[int] = typer.Option(None, "--runs", help="Timed rounds (default 100)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed rounds first (default 10)."),
+    budget_s: Optional[float] = typer.Option(None, "--budget-s", help="Stop timing after this many seconds."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="mobile-1t or mobile-4t (LiteRT, pinned cores)."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Top ops by time (LiteRT, ONNX Runtime)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (a baseline for the gate)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown table."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report with charts."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Earlier --json of the same models: the gate."),
+    max_regression: float = typer.Option(10.0, "--max-regression", help="Allowed slowdown vs --baseline, percent."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write the gate's verdict as JUnit XML."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+) -> None:
+    """Latency, throughput, load time, memory, size and accuracy per model x runtime x threads; CI latency gate.
+
+    Exit codes: 0 ok (gate passed), 1 latency regression over --max-regression against --baseline,
+    2 bad input (a model or artifact that does not load, an unknown runtime, a malformed baseline or one
+    from another model set).
+    """
+    from edgecnn.bench import bench as run_bench
+    from edgecnn.bench import compare_to_baseline, write_junit
+    from edgecnn.bench.console import print_bench
+    from edgecnn.bench.gate import load_baseline
+    from edgecnn.bench.targets import check_runtimes
+
+    check_runtimes(runtime)  # fail fast, before loading models
+    base = load_baseline(baseline) if baseline is not None else None
+    report = run_bench(models, runtimes=runtime, threads=threads, data=data, batch_size=batch_size, runs=runs,
+                       warmup=warmup, budget_s=budget_s, profile=profile, per_layer=per_layer, progress=not quiet)
+    print_bench(report)
+    failed = [r for r in report.results if r.status in ("load failed", "run failed")]
+    if failed:
+        raise EdgecnnError("; ".join(f"{r.model} on {r.runtime}: {r.status}: {r.reason}" for r in failed))
+    gate = compare_to_baseline(report, base, max_regression_pct=max_regression) if base is not None else None
+    for path, write in ((json_out, report.to_json), (markdown, report.to_markdown), (html, report.to_html)):
+        if path is not None:
+            write(path)
+            typer.echo(f"wrote {path}")
+    if gate is not None:
+        if junit is not None:
+            write_junit(gate, junit)
+            typer.echo(f"wrote {junit}")
+        typer.echo(gate.message, err=not gate.ok)
+        if not gate.ok:
+            raise typer.Exit(1)
+
+
 def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
     if path is None:
         return None

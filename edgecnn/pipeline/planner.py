@@ -224,6 +224,17 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
     return f"undid {victim.id}"
 
 
+def time_artifacts(artifacts: dict[str, bytes], *, runtime: str, threads: int, runs: int, seconds: float) -> dict:
+    """Time artifacts interleaved: at least ``runs`` rounds, more while ``seconds`` last (tiny models need many)."""
+    from edgecnn._tf import muted
+    from edgecnn.latency import invoker
+    from edgecnn.timing import interleaved
+
+    with muted(2):
+        fns = {name: invoker(data, runtime=runtime, threads=threads) for name, data in artifacts.items()}
+    return interleaved(fns, runs=max(runs, 100_000), min_runs=runs, warmup=3, budget_s=seconds)
+
+
 def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
             calibration: Optional[np.ndarray], x_val: Optional[np.ndarray], y_val: Optional[np.ndarray],
             progress: Callable[[str], None] = lambda s: None) -> dict:
@@ -233,7 +244,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         ``{"base_ms": ..., "base_spread_ms": ..., "base_accuracy": ...}``; the candidates are filled in place.
     """
     from edgecnn.analysis import analyze
-    from edgecnn.latency import convert, model_latency
+    from edgecnn.latency import convert
     from edgecnn.export.validate import keras_outputs
 
     base_params = analyze(model).total_params
@@ -256,8 +267,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
             if base_acc is not None:
                 cand.accuracy = float(np.mean(np.argmax(out, -1) == y_val))
                 cand.accuracy_drop = round(100 * (base_acc - cand.accuracy), 3)
-    runs = int(recipe["plan"]["latency_runs"])
-    timings = model_latency(artifacts, runtime=runtime, threads=threads, runs=runs, warmup=3)
+    timings = time_artifacts(artifacts, runtime=runtime, threads=threads, runs=int(recipe["plan"]["latency_runs"]),
+                             seconds=float(recipe["plan"]["seconds"]))
     base = timings["base"]
     for cand in cands:
         if cand.id not in timings:

@@ -193,11 +193,18 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     original_acc = ctx.state["original"]["accuracy"]
     if target.quantize == "int8" and ctx.labelled and original_acc is not None and compressed_acc is not None:
         budget = max(0.0, float(recipe["max_accuracy_drop"]) - 100 * (original_acc - compressed_acc))
-    report = export(ctx.model, outdir=out, formats=formats, quantize=target.quantize,
-                    data=ctx.data_spec if ctx.train is not None else None, io=recipe["io"],
-                    calibration_samples=int(recipe["quantize"]["calibration_samples"]), seed=ctx.seed,
-                    name=ctx.name, labels=ctx.labels, max_accuracy_drop=budget, quiet=True,
-                    command=ctx.state.get("command", ""))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export(ctx.model, outdir=out, formats=formats, quantize=target.quantize,
+                        data=ctx.data_spec if ctx.train is not None else None, io=recipe["io"],
+                        calibration_samples=int(recipe["quantize"]["calibration_samples"]), seed=ctx.seed,
+                        name=ctx.name, labels=ctx.labels, max_accuracy_drop=budget, quiet=True,
+                        command=ctx.state.get("command", ""))
+    del caught  # the converters' own warnings; edgecnn's are in report.warnings
+    for w in report.warnings:
+        ctx.note(w)
     ctx.state["export"] = report.as_dict()
     ctx.state["compressed_keras_accuracy"] = compressed_acc
     rec.changes = [f"wrote {Path(a.path).name} ({a.size_bytes:,} bytes)" for a in report.artifacts]
@@ -226,7 +233,7 @@ def validate(ctx: Context, rec: StageRecord) -> None:
 
 def benchmark(ctx: Context, rec: StageRecord) -> None:
     """Original (plain conversion at the target's quantization) vs compressed artifact, interleaved, per runtime."""
-    from edgecnn.latency import convert, model_latency
+    from edgecnn.latency import convert
 
     target, recipe = ctx.target, ctx.recipe
     arts = {a["format"]: a for a in ctx.state["export"]["artifacts"]}
@@ -241,8 +248,9 @@ def benchmark(ctx: Context, rec: StageRecord) -> None:
                 compressed = Path(arts[fmt]["path"]).read_bytes()
             else:
                 compressed = convert(ctx.model, runtime=runtime, quantize=target.quantize, calibration=calibration)
-            t = model_latency({"original": original, "compressed": compressed}, runtime=runtime, threads=threads,
-                              runs=int(recipe["bench"]["runs"]), warmup=5)
+            t = planner.time_artifacts({"original": original, "compressed": compressed}, runtime=runtime,
+                                       threads=threads, runs=int(recipe["bench"]["runs"]),
+                                       seconds=float(recipe["bench"]["seconds"]))
             for k in ("original", "compressed"):
                 latency[k][runtime] = {**t[k].as_dict(), "threads": threads, "quantize": target.quantize,
                                        "size_bytes": len(original if k == "original" else compressed)}
