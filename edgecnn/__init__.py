@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "inspect", "load", "quantize_aware", "save"]
+__all__ = ["__version__", "bench", "inspect", "load", "quantize_aware", "save"]
 # Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
 # would be replaced by the subpackage as soon as it is imported).
 
@@ -29,6 +29,17 @@ def save(model: Any, path: Any) -> Any:
     from edgecnn.io import save as _save
 
     return _save(model, path)
+
+
+def bench(models: Any, **options: Any) -> Any:
+    """Latency, load time, memory, size and accuracy of models on runtimes; see :func:`edgecnn.bench.measure.bench`.
+
+    (Importing the subpackage ``edgecnn.bench`` replaces this attribute by the subpackage, which is callable
+    with the same arguments.)
+    """
+    from edgecnn.bench.measure import bench as _bench
+
+    return _bench(models, **options)
 
 
 def inspect(source: Any, **options: Any) -> Any:

@@ -49,8 +49,10 @@ def convert(model: Any, *, runtime: str = "litert", quantize: str = "none",
         return data if mode is QuantMode.NONE else quantize_onnx(data, mode=mode, calibration=calibration)
 
 
-def invoker(artifact: bytes, *, runtime: str, threads: int = 1, seed: int = 0) -> Callable[[], None]:
-    """A zero-argument callable that runs one batch-1 inference of ``artifact`` on a fixed random input."""
+def invoker(artifact: bytes, *, runtime: str, threads: int = 1, seed: int = 0,
+            batch_size: int = 1) -> Callable[[], None]:
+    """A zero-argument callable that runs one inference of ``artifact`` on a fixed random input of
+    ``batch_size`` samples (LiteRT inputs are resized to it; ONNX inputs with a fixed batch must match)."""
     from edgecnn.runtimes import RUNTIMES
 
     session = RUNTIMES[runtime].load(artifact, threads=threads)
@@ -58,13 +60,17 @@ def invoker(artifact: bytes, *, runtime: str, threads: int = 1, seed: int = 0) -
         from edgecnn.runtimes.litert import _quantize
 
         interp = session.interpreter
+        if batch_size != 1:
+            for d in session.inputs:
+                interp.resize_tensor_input(d["index"], [batch_size, *d["shape"][1:]])
+            interp.allocate_tensors()
         for d in session.inputs:
-            x = np.random.default_rng(seed).random(tuple(d["shape"]), dtype=np.float32)
+            x = np.random.default_rng(seed).random((batch_size, *d["shape"][1:]), dtype=np.float32)
             interp.set_tensor(d["index"], _quantize(x, d))
         return interp.invoke
     feed = {}
     for i in session.session.get_inputs():
-        shape = [1 if not isinstance(s, int) else s for s in i.shape]
+        shape = [(batch_size if k == 0 else 1) if not isinstance(s, int) else s for k, s in enumerate(i.shape)]
         feed[i.name] = np.random.default_rng(seed).random(shape, dtype=np.float32)
     run = session.session.run
     return lambda: run(None, feed)

@@ -6,7 +6,7 @@ footing.
 
 Example:
     >>> sorted(RUNTIMES)
-    ['litert', 'onnxruntime']
+    ['keras', 'litert', 'onnxruntime']
     >>> runtime_for("model.tflite"), runtime_for("model.onnx")
     ('litert', 'onnxruntime')
 """
@@ -40,7 +40,14 @@ def _ort(path: Any, *, threads: int = 1) -> Any:
     return OrtSession(path, threads=threads)
 
 
+def _keras(source: Any, *, threads: int = 1) -> Any:
+    from edgecnn.runtimes.keras import KerasSession
+
+    return KerasSession(source, threads=threads)
+
+
 RUNTIMES: dict[str, Runtime] = {
+    "keras": Runtime("keras", (".h5", ".keras"), _keras),
     "litert": Runtime("litert", (".tflite",), _litert),
     "onnxruntime": Runtime("onnxruntime", (".onnx", ".ort"), _ort),
 }
@@ -52,4 +59,5 @@ def runtime_for(path: str | Path) -> str:
     for rt in RUNTIMES.values():
         if suffix in rt.suffixes:
             return rt.name
-    raise EdgecnnError(f"no runtime runs {Path(path).name}: Expected .tflite, .onnx or .ort. Received: {suffix!r}")
+    raise EdgecnnError(f"no runtime runs {Path(path).name}: Expected .h5, .keras, .tflite, .onnx or .ort. "
+                       f"Received: {suffix!r}")

@@ -1,0 +1,71 @@
+"""Terminal table (rich) of a benchmark report and of the gate's verdict.
+
+Example:
+    >>> import io
+    >>> from rich.console import Console
+    >>> from edgecnn.bench.results import BenchReport, BenchResult
+    >>> r = BenchResult(model="a", artifact="a.tflite", runtime="litert", threads=1, status="ok", median_ms=1.5,
+    ...                 p90_ms=1.6, p99_ms=1.9, runs=10, size_bytes=2048, gzip_bytes=1024)
+    >>> out = io.StringIO()
+    >>> print_bench(BenchReport(results=[r]), console=Console(file=out, width=200))
+    >>> "1.500" in out.getvalue() and "litert" in out.getvalue()
+    True
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def print_bench(report: Any, *, console: Any = None) -> None:
+    """One row per (model, runtime, threads); GPU runtimes that are unavailable, with the reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgecnn.report import human
+
+    console = console or Console()
+    env = report.environment
+    title = (f"bench: {env.get('label', 'host measurement')}, {env.get('cpu', '?')}, {env.get('cores', '?')} cores, "
+             f"batch {report.settings.get('batch_size', 1)}")
+    f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    x = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    size = lambda v: "-" if v is None else f"{human(v)}B"  # noqa: E731
+    rows = [r for r in report.results if not (r.status == "unavailable" and r.runtime in _gpu_names(report))]
+    latency = _table(Table, title, ("model", "runtime", "thr", "status", "median ms", "p90", "p99", "spread", "runs",
+                                    "img/s", "vs first", "vs ref"))
+    other = _table(Table, "load, memory, size, accuracy", ("model", "runtime", "thr", "load ms", "peak MB", "size",
+                                                           "gzip", "accuracy", "top-1 agree"))
+    for r in rows:
+        status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
+        latency.add_row(r.model, r.runtime, str(r.threads), status, f(r.median_ms), f(r.p90_ms), f(r.p99_ms),
+                        f(r.spread_ms), str(r.runs), f(r.throughput_ips, 0), x(r.ratio_to_first),
+                        x(r.ratio_to_reference))
+        if r.status == "ok":
+            other.add_row(r.model, r.runtime, str(r.threads), f(r.load_ms, 1), f(r.peak_mem_mb, 1), size(r.size_bytes),
+                          size(r.gzip_bytes), pct(r.accuracy), pct(r.top1_agreement))
+    console.print(latency)
+    console.print(other)
+    for g in report.gpu:
+        if not g["available"]:
+            console.print(f"{g['runtime']}: unavailable ({g['reason']})")
+    notes = sorted({f"{r.runtime}: {r.reason}" for r in report.results if r.status == "ok" and r.reason})
+    for note in notes:
+        console.print(f"note: {note}")
+    for r in report.results:
+        if r.per_layer:
+            top = ", ".join(f"{o['name']} ({o['type']}) {o['ms']:.3f} ms {100 * o['share']:.0f}%" for o in r.per_layer[:5])
+            console.print(f"top ops {r.model} on {r.runtime}/{r.threads}t: {top}")
+
+
+def _table(Table: Any, title: str, cols: tuple[str, ...]) -> Any:
+    table = Table(title=title, title_justify="left")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "runtime", "status") else "right", overflow="fold")
+    return table
+
+
+def _gpu_names(report: Any) -> set[str]:
+    """GPU runtimes not asked for explicitly are summarised in one line each, not one row per model."""
+    asked = set(report.settings.get("runtimes") or [])
+    return {g["runtime"] for g in report.gpu} - asked

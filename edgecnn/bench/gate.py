@@ -1,0 +1,172 @@
+"""The CI latency regression gate: compare this run's ratios to the reference model with a baseline's.
+
+Raw milliseconds differ between machines; the ratio of a model's time to the reference model's time,
+measured in the same interleaved rounds, mostly does not. A model regresses when its ratio grew by more
+than ``max_regression_pct`` percent over the baseline's ratio (see docs/ci-latency-gate.md).
+
+Example:
+    >>> from edgecnn.bench.results import BenchReport, BenchResult
+    >>> def rep(ratio):
+    ...     r = BenchResult(model="m", artifact="m.tflite", runtime="litert", threads=1, status="ok",
+    ...                     median_ms=ratio, ratio_to_reference=ratio)
+    ...     return BenchReport(results=[r], settings={"reference": "ref"})
+    >>> compare_to_baseline(rep(1.05), rep(1.0).as_dict()).ok
+    True
+    >>> g = compare_to_baseline(rep(1.30), rep(1.0).as_dict(), max_regression_pct=10)
+    >>> g.ok, g.regressions[0].change_pct
+    (False, 30.0)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+from xml.sax.saxutils import quoteattr
+
+from edgecnn.errors import InputFileError
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One (model, runtime, threads) compared with its baseline."""
+
+    model: str
+    runtime: str
+    threads: int
+    baseline_ratio: float
+    current_ratio: float
+    baseline_ms: Optional[float]
+    current_ms: Optional[float]
+    change_pct: float
+    regressed: bool
+
+    def describe(self) -> str:
+        ms = (f"; {self.baseline_ms:.3f} ms in the baseline run, {self.current_ms:.3f} ms now"
+              if self.baseline_ms is not None and self.current_ms is not None else "")
+        return (f"{self.model} on {self.runtime} ({self.threads} thread(s)): {self.change_pct:+.1f}% vs baseline "
+                f"(time/reference {self.baseline_ratio:.3f} -> {self.current_ratio:.3f}{ms})")
+
+
+@dataclass
+class GateResult:
+    """What the gate found: ``ok`` is False when any comparison regressed."""
+
+    regressions: list[Comparison]
+    comparisons: list[Comparison] = field(default_factory=list)
+    max_regression_pct: float = 10.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.regressions
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            worst = max(self.comparisons, key=lambda c: c.change_pct, default=None)
+            tail = f"; largest change {worst.describe()}" if worst else ""
+            return (f"latency gate passed: {len(self.comparisons)} comparison(s) within "
+                    f"+{self.max_regression_pct:g}%{tail}")
+        return (f"latency regression over +{self.max_regression_pct:g}%: "
+                + "; ".join(c.describe() for c in self.regressions))
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "max_regression_pct": self.max_regression_pct, "message": self.message,
+                "comparisons": [c.__dict__ for c in self.comparisons]}
+
+
+def load_baseline(baseline: Any) -> dict:
+    """A baseline JSON path (or already-parsed dict) -> dict. Raises InputFileError when malformed."""
+    if isinstance(baseline, dict):
+        data = baseline
+    else:
+        path = Path(baseline)
+        if not path.is_file():
+            raise InputFileError(f"baseline not found: Expected a bench JSON file. Received: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputFileError(f"baseline {path.name} is not JSON: Expected `edgecnn bench --json` output. "
+                                 f"Received: {exc.msg if hasattr(exc, 'msg') else exc} ") from None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or not all(isinstance(r, dict) and {"model", "runtime", "threads"} <= set(r)
+                                                  for r in results):
+        raise InputFileError("malformed baseline: Expected `edgecnn bench --json` output with results[] of "
+                             "model/runtime/threads. Received: " + (", ".join(sorted(data))[:100]
+                                                                    if isinstance(data, dict) else type(data).__name__))
+    return data
+
+
+def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: float = 10) -> GateResult:
+    """Compare ``report`` (a BenchReport) with a baseline bench JSON (path or dict).
+
+    Args:
+        report: this run's :class:`edgecnn.bench.BenchReport` (measured with ``reference=True``).
+        baseline_json: a path to, or the dict of, an earlier ``edgecnn bench --json`` of the same models.
+        max_regression_pct: allowed growth of a model's time/reference ratio, in percent.
+
+    Returns:
+        A :class:`GateResult`.
+
+    Raises:
+        InputFileError: the baseline is missing or malformed, measured other models (a different model set),
+            another reference model, or nothing in it can be compared with this run.
+    """
+    if max_regression_pct < 0:
+        raise InputFileError(f"bad --max-regression: Expected a percentage >= 0. Received: {max_regression_pct}")
+    base = load_baseline(baseline_json)
+    base_models = sorted({r["model"] for r in base["results"]})
+    now_models = sorted({r.model for r in report.results})
+    if base_models != now_models:
+        raise InputFileError(f"baseline is from another model set: Expected models {', '.join(now_models)}. "
+                             f"Received: {', '.join(base_models) or 'none'}")
+    ref_now = (report.settings or {}).get("reference")
+    ref_base = (base.get("settings") or {}).get("reference")
+    if not ref_now:
+        raise InputFileError("the gate needs the reference model: Expected a run with reference=True. Received: none")
+    if ref_base != ref_now:
+        raise InputFileError(f"baseline measured another reference model: Expected {ref_now!r}. Received: {ref_base!r}")
+    by_key = {(r["model"], r["runtime"], int(r["threads"])): r for r in base["results"]}
+    comparisons = []
+    for r in report.results:
+        b = by_key.get((r.model, r.runtime, r.threads))
+        if r.status != "ok" or b is None or b.get("status", "ok") != "ok" or not b.get("ratio_to_reference") \
+                or not r.ratio_to_reference:
+            continue
+        change = 100.0 * (r.ratio_to_reference / float(b["ratio_to_reference"]) - 1.0)
+        comparisons.append(Comparison(r.model, r.runtime, r.threads, float(b["ratio_to_reference"]),
+                                      r.ratio_to_reference, b.get("median_ms"), r.median_ms, round(change, 2),
+                                      change > max_regression_pct))
+    if not comparisons:
+        raise InputFileError("baseline shares no measured (model, runtime, threads) with this run: Expected "
+                             f"{', '.join(sorted(r.key for r in report.ok)) or 'none'}. Received: "
+                             f"{', '.join(sorted('|'.join(map(str, k)) for k in by_key)) or 'none'}")
+    return GateResult([c for c in comparisons if c.regressed], comparisons, float(max_regression_pct))
+
+
+def junit_xml(gate: GateResult) -> str:
+    """JUnit XML: one testcase per comparison, a failure for each regression."""
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             f'<testsuite name="edgecnn-latency-gate" tests="{len(gate.comparisons)}" '
+             f'failures="{len(gate.regressions)}" errors="0">']
+    for c in gate.comparisons:
+        name = quoteattr(f"{c.model}[{c.runtime},threads={c.threads}]")
+        lines.append(f'  <testcase classname="edgecnn.bench" name={name}>')
+        if c.regressed:
+            lines.append(f'    <failure message={quoteattr(c.describe())} type="LatencyRegression"/>')
+        else:
+            lines.append(f"    <system-out>{_esc(c.describe())}</system-out>")
+        lines.append("  </testcase>")
+    lines.append("</testsuite>")
+    return "\n".join(lines) + "\n"
+
+
+def write_junit(gate: GateResult, path: str | Path) -> Path:
+    """Write :func:`junit_xml` atomically."""
+    from edgecnn.files import write_atomic
+
+    return write_atomic(path, junit_xml(gate))
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,329 @@
+"""``bench()``: every model on every runtime and thread count, timed interleaved with a reference model.
+
+Example:
+    >>> import tf_keras
+    >>> inp = tf_keras.Input((8, 8, 1))
+    >>> m = tf_keras.Model(inp, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(inp)))
+    >>> report = bench({"tiny": m}, runtimes=("litert",), runs=5, warmup=1, progress=False)
+    >>> r = report.results[0]
+    >>> (r.model, r.runtime, r.threads, r.status, r.runs), r.median_ms > 0, r.ratio_to_reference > 0
+    (('tiny', 'litert', 1, 'ok', 5), True, True)
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from edgecnn.bench.reference import REFERENCE_ID, REFERENCE_NAME
+from edgecnn.bench.results import BenchReport, BenchResult
+from edgecnn.bench.targets import BASE_RUNTIME, CPU_RUNTIMES, Target, check_runtimes, load_runnable, parse_list, resolve
+from edgecnn._tf import muted
+from edgecnn.errors import EdgecnnError, first_line
+
+DEFAULT_RUNS = 100
+DEFAULT_WARMUP = 10
+
+
+def bench(
+    models: Any,
+    *,
+    runtimes: str | Iterable[str] = CPU_RUNTIMES,
+    threads: str | Iterable[int] = (1,),
+    data: Any = None,
+    batch_size: int = 1,
+    runs: Optional[int] = None,
+    warmup: Optional[int] = None,
+    budget_s: Optional[float] = None,
+    profile: Optional[str] = None,
+    per_layer: bool = False,
+    progress: bool = True,
+    reference: bool = True,
+    seed: int = 0,
+) -> BenchReport:
+    """Measure latency, throughput, load time, memory, size and accuracy of models on runtimes.
+
+    Every (model, runtime, threads) is timed in the same round-robin loop (A B C ... then reversed), with
+    the reference model of :mod:`edgecnn.bench.reference` on each (runtime, threads), so drift of a busy
+    machine hits all alike and ratios stay meaningful.
+
+    Args:
+        models: a path, a live model, a list of them, or ``{name: path_or_model}``. ``.h5``/``.keras``/
+            SavedModel -> loaded with :func:`edgecnn.load`, run on ``keras`` and converted (plain fp32) for
+            ``litert``/``onnxruntime``; ``.tflite`` -> litert; ``.onnx``/``.ort`` -> onnxruntime.
+        runtimes: names or ``"a,b"``: ``keras``, ``litert``, ``onnxruntime``, the GPU runtimes of
+            :data:`edgecnn.runtimes.gpu.GPU_RUNTIMES` (listed ``unavailable`` with the reason when they cannot
+            run here), or ``all``.
+        threads: thread counts for litert/onnxruntime (keras runs once, with TensorFlow's process-wide pool).
+        data: ``digits``, an image folder, a ``.npz`` or a :class:`edgecnn.data.Dataset`: adds accuracy
+            (when labelled) and top-1 agreement with the Keras model (held-out split for ``digits``).
+        batch_size: images per timed call.
+        runs: timed rounds (default 100); warmup: untimed rounds first (default 10).
+        budget_s: stop timing after this many seconds (at least 5 rounds).
+        profile: ``mobile-1t`` or ``mobile-4t`` (see :mod:`edgecnn.profiles`): fixes runtimes and threads and
+            pins this process to the profile's cores while measuring.
+        per_layer: add the top ops by time (LiteRT and ONNX Runtime) to each result.
+        progress: say what is happening on stderr.
+        reference: measure the reference model for ``ratio_to_reference`` (needed by the gate).
+        seed: seed of the random timing inputs.
+
+    Returns:
+        A :class:`BenchReport`.
+
+    Raises:
+        EdgecnnError: unknown runtime or profile, a bad thread count or batch size, a model path that is
+            missing or not a model. A runtime that cannot load one artifact is a result with status
+            ``load failed`` (not an exception), so the other results survive.
+    """
+    from edgecnn.profiles import HOST_LABEL, get_profile, pinned
+
+    prof = get_profile(profile) if profile else None
+    names = list(prof.runtimes) if prof else check_runtimes(runtimes)
+    counts = list(prof.threads) if prof else [_int(t, "threads") for t in parse_list(threads)]
+    if not counts or min(counts) < 1:
+        raise EdgecnnError(f"bad --threads: Expected positive integers. Received: {counts}")
+    if int(batch_size) < 1:
+        raise EdgecnnError(f"bad batch size: Expected an integer >= 1. Received: {batch_size}")
+    runs = DEFAULT_RUNS if runs is None else int(runs)
+    warmup = DEFAULT_WARMUP if warmup is None else int(warmup)
+    if runs < 1 or warmup < 0:
+        raise EdgecnnError(f"bad runs/warmup: Expected runs >= 1 and warmup >= 0. Received: {runs}, {warmup}")
+    say = _sayer(progress)
+    targets = resolve(models)
+    from edgecnn.runtimes.gpu import GPU_RUNTIMES, detect, detect_all
+
+    gpu = [g.as_dict() for g in detect_all()]
+    with pinned(prof.cores if prof else None) as cores:
+        results, fns, runnables = [], {}, {}
+        for runtime in names:
+            gpu_state = detect(runtime) if runtime in GPU_RUNTIMES else None
+            single = BASE_RUNTIME.get(runtime, runtime) == "keras" or (gpu_state is not None and not gpu_state.available)
+            for t in counts[:1] if single else counts:
+                for target in targets:
+                    if not target.runs_on(runtime):
+                        continue
+                    r = BenchResult(model=target.name, artifact=target.artifact_label(runtime), runtime=runtime,
+                                    threads=t, status="ok", batch_size=int(batch_size))
+                    results.append(r)
+                    if gpu_state is not None and not gpu_state.available:
+                        r.status, r.reason = "unavailable", gpu_state.reason
+                        continue
+                    say(f"loading {target.name} on {runtime} ({t} thread(s))")
+                    _load(r, target, runtime, t, int(batch_size), seed, fns, runnables)
+        ref = _reference_fns(results, runnables, int(batch_size), seed, say) if reference else {}
+        fns.update(ref)
+        timings = {}
+        if fns:
+            from edgecnn.timing import interleaved
+
+            say(f"timing {len(fns)} runnables interleaved: {runs} rounds after {warmup} warm-up")
+            try:
+                timings = interleaved(fns, runs=runs, warmup=warmup, budget_s=budget_s)
+            except Exception as exc:  # noqa: BLE001 - one failing callable: time the others alone
+                timings = _time_separately(fns, runs, warmup, budget_s, exc, results)
+        _fill_timings(results, timings, ref)
+        if per_layer:
+            from edgecnn.bench.perlayer import top_ops
+
+            for r in results:
+                if r.status == "ok" and r.runtime in ("litert", "onnxruntime"):
+                    say(f"profiling ops of {r.model} on {r.runtime}")
+                    target = next(t for t in targets if t.name == r.model)
+                    r.per_layer = top_ops(target.artifact(r.runtime), runtime=r.runtime, threads=r.threads)
+    if data is not None:
+        _accuracy(results, targets, runnables, data, say)
+    reference_info = {f"{k[1]}|{k[2]}": {"model": REFERENCE_NAME, "id": REFERENCE_ID, **timings[k].as_dict()}
+                      for k in ref if k in timings}
+    env = {"label": HOST_LABEL, "cpu": _cpu(), "cores": len(os.sched_getaffinity(0)), "pinned_cores": list(cores),
+           "python": sys.version.split()[0], "platform": platform.platform()}
+    settings = {"runtimes": names, "threads": counts, "batch_size": int(batch_size), "runs": runs, "warmup": warmup,
+                "budget_s": budget_s, "profile": prof.as_dict() if prof else None, "reference": REFERENCE_ID
+                if reference else None, "data": getattr(data, "source", data) if data is not None else None}
+    return BenchReport(results=results, reference=reference_info, environment=env, settings=settings, gpu=gpu)
+
+
+def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size: int, seed: int,
+          fns: dict, runnables: dict) -> None:
+    """Load one runnable: size, load time, peak memory; its first call is part of loading."""
+    try:
+        r.size_bytes, r.gzip_bytes = target.sizes(runtime)
+    except EdgecnnError as exc:
+        r.status, r.reason = "load failed", str(exc)
+        return
+    mark = _hwm_reset()
+    t0 = time.perf_counter()
+    try:
+        with muted(2):  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" on stderr
+            runnable = load_runnable(target, runtime, threads=threads, batch_size=batch_size, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - kept as the result's reason
+        r.status, r.reason = "load failed", first_line(exc)
+        return
+    try:
+        runnable.invoke()
+    except Exception as exc:  # noqa: BLE001
+        r.status, r.reason = "run failed", first_line(exc)
+        return
+    r.load_ms = (time.perf_counter() - t0) * 1e3
+    r.peak_mem_mb = _hwm_rise(mark)
+    r.threads = runnable.threads if BASE_RUNTIME.get(runtime, runtime) == "keras" else r.threads
+    r.reason = runnable.note
+    key = (r.model, runtime, r.threads)
+    fns[key] = runnable.invoke
+    runnables[key] = runnable
+
+
+def _reference_fns(results: list[BenchResult], runnables: dict, batch_size: int, seed: int, say: Any) -> dict:
+    """Reference-model callables for each (runtime, threads) that has a loaded result."""
+    from edgecnn.bench.reference import reference_model
+
+    fns: dict = {}
+    combos = dict.fromkeys((r.runtime, r.threads) for r in results if (r.model, r.runtime, r.threads) in runnables)
+    if not combos:
+        return fns
+    say("loading the reference model")
+    target = Target(REFERENCE_NAME, REFERENCE_NAME, keras=reference_model())
+    for runtime, threads in combos:
+        try:
+            with muted(2):
+                runnable = load_runnable(target, runtime, threads=threads, batch_size=batch_size, seed=seed)
+            runnable.invoke()
+            fns[(REFERENCE_NAME, runtime, threads)] = runnable.invoke
+        except Exception as exc:  # noqa: BLE001 - no reference: ratios stay None
+            say(f"reference model failed on {runtime}: {first_line(exc)}")
+    return fns
+
+
+def _fill_timings(results: list[BenchResult], timings: dict, ref: dict) -> None:
+    firsts: dict = {}
+    for r in results:
+        t = timings.get((r.model, r.runtime, r.threads))
+        if r.status != "ok" or t is None:
+            continue
+        r.median_ms, r.p90_ms, r.p99_ms, r.min_ms, r.spread_ms, r.runs = (
+            t.median_ms, t.p90_ms, t.p99_ms, t.min_ms, t.spread_ms, t.runs)
+        r.samples_ms = list(t.samples_ms)
+        r.throughput_ips = r.batch_size * 1e3 / t.median_ms if t.median_ms > 0 else None
+        rt = timings.get((REFERENCE_NAME, r.runtime, r.threads))
+        if rt is not None and len(rt.samples_ms) == len(t.samples_ms):
+            r.ratio_to_reference = float(np.median(np.asarray(t.samples_ms) / np.asarray(rt.samples_ms)))
+        first = firsts.setdefault((r.runtime, r.threads), r)
+        r.ratio_to_first = r.median_ms / first.median_ms if first.median_ms else None
+
+
+def _time_separately(fns: dict, runs: int, warmup: int, budget_s: Optional[float], exc: Exception,
+                     results: list[BenchResult]) -> dict:
+    from edgecnn.timing import interleaved
+
+    timings, good = {}, {}
+    for key, fn in fns.items():
+        try:
+            fn()
+            good[key] = fn
+        except Exception as err:  # noqa: BLE001
+            for r in results:
+                if (r.model, r.runtime, r.threads) == key:
+                    r.status, r.reason = "run failed", first_line(err)
+    if good:
+        timings = interleaved(good, runs=runs, warmup=warmup, budget_s=budget_s)
+    return timings
+
+
+def _accuracy(results: list[BenchResult], targets: list[Target], runnables: dict, data: Any, say: Any) -> None:
+    """Accuracy (labelled data) and top-1 agreement with the target's Keras model, per ok result."""
+    from edgecnn.data import Dataset, load_data
+
+    cache: dict = {}
+    for target in targets:
+        rows = [r for r in results if r.model == target.name and (r.model, r.runtime, r.threads) in runnables]
+        if not rows:
+            continue
+        shape = target.input_shape() or _artifact_shape(target)
+        if isinstance(data, Dataset):
+            ds = data
+        else:
+            key = (str(data), shape)
+            if key not in cache:
+                cache[key] = load_data(str(data), input_shape=shape, split="test" if str(data) == "digits" else "all")
+            ds = cache[key]
+        keras_top1 = None
+        if target.keras is not None:
+            from edgecnn.runtimes.keras import KerasSession
+
+            keras_top1 = np.argmax(KerasSession(target.keras).run(ds.x)[0], axis=-1)
+        for r in rows:
+            say(f"accuracy of {r.model} on {r.runtime}")
+            try:
+                top1 = np.argmax(runnables[(r.model, r.runtime, r.threads)].predict(ds.x), axis=-1)
+            except Exception as exc:  # noqa: BLE001 - accuracy is extra; keep the timing
+                r.reason = (r.reason + "; " if r.reason else "") + f"accuracy not measured: {first_line(exc)}"
+                continue
+            if ds.y is not None:
+                r.accuracy = float(np.mean(top1 == np.asarray(ds.y)))
+            if keras_top1 is not None:
+                r.top1_agreement = float(np.mean(top1 == keras_top1))
+
+
+def _artifact_shape(target: Target) -> tuple[int, ...]:
+    from edgecnn.runtimes import RUNTIMES
+
+    runtime, data = next(iter(target.artifacts.items()))
+    session = RUNTIMES[runtime].load(data, threads=1)
+    if runtime == "litert":
+        return tuple(int(d) for d in session.inputs[0]["shape"][1:])
+    return tuple(int(d) for d in session.session.get_inputs()[0].shape[1:])
+
+
+def _hwm_reset() -> float:
+    """Reset the resident-memory high-water mark (Linux); returns the current RSS in MB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _status_mb("VmRSS")
+
+
+def _hwm_rise(before_mb: float) -> Optional[float]:
+    peak = _status_mb("VmHWM")
+    return None if peak != peak else max(0.0, peak - before_mb)  # NaN when /proc is absent
+
+
+def _status_mb(key: str) -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _int(v: Any, what: str) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise EdgecnnError(f"bad --{what}: Expected integers like 1,4. Received: {v!r}") from None
+
+
+def _sayer(progress: bool) -> Any:
+    def say(msg: str) -> None:
+        if progress:
+            print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+    return say

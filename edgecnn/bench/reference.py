@@ -1,0 +1,50 @@
+"""The reference model every benchmark measures alongside the user's models, for machine-independent ratios.
+
+A small fixed CNN (32x32x3 input; strided conv, depthwise-separable block, 3x3 conv, global pooling, dense),
+built in code with seeded weights, so every install has the same one: :data:`REFERENCE_ID` names its
+version. Its time is measured on every (runtime, threads) in the same interleaved rounds as the models;
+a model's ``ratio_to_reference`` is the median over rounds of (model time / reference time) within a
+round. A CI machine twice as slow makes both slower alike; the ratio stays (see docs/ci-latency-gate.md).
+
+Example:
+    >>> m = reference_model()
+    >>> m.name, tuple(m.inputs[0].shape[1:]), m.count_params()
+    ('edgecnn_reference', (32, 32, 3), 10730)
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+REFERENCE_NAME = "edgecnn-reference"
+REFERENCE_ID = "edgecnn-reference-v1 (32x32x3 CNN, 10,730 params, seeded weights)"
+
+
+def reference_model() -> Any:
+    """The reference tf_keras model (deterministic weights)."""
+    from edgecnn._tf import import_tensorflow
+
+    import_tensorflow()
+    import tf_keras as k
+
+    inp = k.Input((32, 32, 3), name="image")
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="stem")(inp)
+    x = k.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
+    x = k.layers.Conv2D(32, 1, activation="relu", name="pw")(x)
+    x = k.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv")(x)
+    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = k.layers.Dense(10, name="logits")(x)
+    model = k.Model(inp, out, name="edgecnn_reference")
+    rng = np.random.default_rng(20240601)
+    model.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def reference_artifact(runtime: str) -> bytes:
+    """The reference model converted for ``litert`` or ``onnxruntime`` (plain fp32), cached per process."""
+    from edgecnn.latency import convert
+
+    return convert(reference_model(), runtime=runtime, quantize="none")

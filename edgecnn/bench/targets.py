@@ -1,0 +1,221 @@
+"""What to benchmark: model files, artifacts and live models -> :class:`Target`; and one runnable per runtime.
+
+A ``.h5``/``.keras`` file or SavedModel folder (or a live model) becomes a working model that runs on
+``keras`` and is converted on the fly with plain fp32 settings for ``litert`` and ``onnxruntime``; a
+``.tflite`` runs on ``litert`` only, a ``.onnx``/``.ort`` on ``onnxruntime`` only.
+
+Example:
+    >>> sorted(CPU_RUNTIMES), parse_list("keras, litert")
+    (['keras', 'litert', 'onnxruntime'], ['keras', 'litert'])
+    >>> split_name("fast=models/a.tflite"), split_name("models/a.tflite")
+    (('fast', 'models/a.tflite'), (None, 'models/a.tflite'))
+"""
+from __future__ import annotations
+
+import gzip
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError, InputFileError, first_line
+from edgecnn.runtimes.gpu import GPU_RUNTIMES
+
+CPU_RUNTIMES = ("keras", "litert", "onnxruntime")
+ALL_RUNTIMES = CPU_RUNTIMES + GPU_RUNTIMES
+ARTIFACT_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".ort": "onnxruntime"}
+BASE_RUNTIME = {"onnxruntime-cuda": "onnxruntime", "onnxruntime-tensorrt": "onnxruntime",
+                "tensorflow-gpu": "keras", "litert-gpu": "litert"}
+
+
+@dataclass
+class Target:
+    """One model to measure: a working model and/or ready artifacts."""
+
+    name: str
+    source: str
+    keras: Any = None
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # base runtime -> bytes given by the user
+    converted: dict[str, Any] = field(default_factory=dict)  # base runtime -> bytes or the conversion error
+    keras_bytes: Optional[int] = None
+    keras_gzip: Optional[int] = None
+
+    def runs_on(self, runtime: str) -> bool:
+        base = BASE_RUNTIME.get(runtime, runtime)
+        return base in self.artifacts or self.keras is not None
+
+    def artifact_label(self, runtime: str) -> str:
+        base = BASE_RUNTIME.get(runtime, runtime)
+        if base == "keras" or base in self.artifacts:
+            return self.source
+        return f"{self.source} -> {'.tflite' if base == 'litert' else '.onnx'} (converted, fp32)"
+
+    def artifact(self, runtime: str) -> bytes:
+        """The artifact bytes for a litert/onnxruntime(-gpu) runtime; converts once. Raises on failure."""
+        base = BASE_RUNTIME.get(runtime, runtime)
+        if base in self.artifacts:
+            return self.artifacts[base]
+        if base not in self.converted:
+            from edgecnn.latency import convert
+
+            try:
+                self.converted[base] = convert(self.keras, runtime=base, quantize="none")
+            except Exception as exc:  # noqa: BLE001 - kept as the result's reason
+                self.converted[base] = exc
+        data = self.converted[base]
+        if isinstance(data, Exception):
+            raise EdgecnnError(f"conversion for {base} failed: {first_line(data)}")
+        return data
+
+    def input_shape(self) -> Optional[tuple[int, ...]]:
+        if self.keras is not None:
+            return tuple(int(d) for d in self.keras.inputs[0].shape[1:])
+        return None
+
+    def sizes(self, runtime: str) -> tuple[Optional[int], Optional[int]]:
+        """(raw, gzip) bytes of what ``runtime`` runs."""
+        if BASE_RUNTIME.get(runtime, runtime) == "keras":
+            return self.keras_bytes, self.keras_gzip
+        data = self.artifact(runtime)
+        return len(data), len(gzip.compress(data, 9))
+
+
+def parse_list(text: str | Iterable[Any]) -> list:
+    """``"a,b"`` or an iterable -> a list of stripped, non-empty items."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return [i.strip() if isinstance(i, str) else i for i in items if not (isinstance(i, str) and not i.strip())]
+
+
+def split_name(text: str) -> tuple[Optional[str], str]:
+    """``NAME=PATH`` -> (NAME, PATH); a plain path -> (None, PATH)."""
+    if "=" in text and not Path(text).exists():
+        name, path = text.split("=", 1)
+        if name and "/" not in name:
+            return name, path
+    return None, text
+
+
+def check_runtimes(runtimes: str | Iterable[str]) -> list[str]:
+    """Validate runtime names (``all`` = every CPU and GPU runtime). Raises EdgecnnError for unknown names."""
+    names = parse_list(runtimes)
+    if names == ["all"]:
+        return list(ALL_RUNTIMES)
+    unknown = [n for n in names if n not in ALL_RUNTIMES]
+    if unknown or not names:
+        raise EdgecnnError(f"unknown runtime {', '.join(map(repr, unknown)) or '(none)'}: Expected one or more of "
+                           f"{', '.join(ALL_RUNTIMES)} or all. Received: {','.join(map(str, names))}")
+    return list(dict.fromkeys(names))
+
+
+def resolve(models: Any) -> list[Target]:
+    """Paths, live models, or ``{name: path_or_model}`` -> targets with unique names.
+
+    Raises:
+        InputFileError: a path that is missing, empty, or of a kind no runtime runs.
+    """
+    if isinstance(models, Mapping):
+        items = list(models.items())
+    else:
+        items = [(None, m) for m in ([models] if isinstance(models, (str, Path)) or hasattr(models, "inputs")
+                                     else list(models))]
+    if not items:
+        raise EdgecnnError("nothing to benchmark: Expected at least one model. Received: none")
+    targets: list[Target] = []
+    for name, model in items:
+        if isinstance(model, str) and name is None:
+            name, model = split_name(model)
+        target = _target(name, model)
+        taken = {t.name for t in targets}
+        if target.name in taken:
+            target.name = Path(target.source).name if Path(target.source).name not in taken else f"{target.name}#{len(targets)}"
+        targets.append(target)
+    return targets
+
+
+def _target(name: Optional[str], model: Any) -> Target:
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.exists():
+            raise InputFileError(f"model not found: Expected an existing model file or artifact. Received: {path}")
+        if path.is_file() and path.stat().st_size == 0:
+            raise InputFileError(f"empty file: Expected a model file or artifact. Received: {path} (0 bytes)")
+        suffix = path.suffix.lower()
+        if suffix in ARTIFACT_RUNTIME:
+            return Target(name or path.stem, str(path), artifacts={ARTIFACT_RUNTIME[suffix]: path.read_bytes()})
+        if not path.is_dir() and suffix not in (".h5", ".hdf5", ".keras"):
+            raise InputFileError(f"cannot benchmark {path.name}: Expected .h5, .keras, a SavedModel folder, .tflite, "
+                                 f".onnx or .ort. Received: {suffix or 'no suffix'}")
+        import edgecnn
+
+        working = edgecnn.load(str(path))
+        raw = path.read_bytes() if path.is_file() else None
+        return Target(name or path.stem, str(path), keras=working, keras_bytes=len(raw) if raw else None,
+                      keras_gzip=len(gzip.compress(raw, 9)) if raw else None)
+    if isinstance(model, (bytes, bytearray)):
+        raise EdgecnnError("artifact bytes are ambiguous: Expected a path (its suffix names the runtime) or a model. "
+                           "Received: bytes")
+    import edgecnn
+
+    working = edgecnn.load(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = edgecnn.save(working, Path(tmp) / "model.h5")
+        raw = Path(saved).read_bytes()
+    label = name or getattr(model, "name", "model")
+    return Target(label, f"{label} (live model)", keras=working, keras_bytes=len(raw),
+                  keras_gzip=len(gzip.compress(raw, 9)))
+
+
+@dataclass
+class Runnable:
+    """A loaded model on one runtime: ``invoke()`` times one call; ``predict(x)`` gives float outputs."""
+
+    invoke: Callable[[], Any]
+    predict: Callable[[np.ndarray], np.ndarray]
+    threads: int
+    note: str = ""
+
+
+def load_runnable(target: Target, runtime: str, *, threads: int, batch_size: int, seed: int = 0) -> Runnable:
+    """Load ``target`` on ``runtime`` ready to time (raises on failure; the caller records the reason)."""
+    base = BASE_RUNTIME.get(runtime, runtime)
+    if base == "keras":
+        from edgecnn.runtimes.keras import KerasSession
+
+        session = KerasSession(target.keras, threads=threads, device="/GPU:0" if runtime == "tensorflow-gpu" else None)
+        note = "" if session.threads_applied else (
+            f"TensorFlow's thread pool is fixed per process at {session.threads} threads")
+        return Runnable(session.invoker(batch_size=batch_size, seed=seed), lambda x: session.run(x)[0],
+                        session.threads, note)
+    data = target.artifact(runtime)
+    if runtime == "litert":
+        from edgecnn.latency import invoker
+        from edgecnn.runtimes.litert import LiteRTSession
+
+        fn = invoker(data, runtime="litert", threads=threads, seed=seed, batch_size=batch_size)
+        holder: dict = {}
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            holder.setdefault("s", LiteRTSession(data, threads=threads))
+            return holder["s"].run(x)[0]
+
+        return Runnable(fn, predict, threads)
+    if runtime == "onnxruntime":
+        from edgecnn.latency import invoker
+        from edgecnn.runtimes.onnxruntime import OrtSession
+
+        fn = invoker(data, runtime="onnxruntime", threads=threads, seed=seed, batch_size=batch_size)
+        holder = {}
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            s = holder.setdefault("s", OrtSession(data, threads=threads))
+            try:
+                return s.run(x)[0]
+            except Exception:  # noqa: BLE001 - a fixed batch-1 graph: one sample at a time
+                return np.concatenate([s.run(x[i:i + 1])[0] for i in range(len(x))])
+
+        return Runnable(fn, predict, threads)
+    from edgecnn.bench.gpu_sessions import load_gpu
+
+    return load_gpu(data, runtime, threads=threads, batch_size=batch_size, seed=seed)

@@ -1,0 +1,116 @@
+"""GPU runtimes, detected at run time: each is available or unavailable with the reason, never a crash.
+
+``detect()`` checks ONNX Runtime's CUDA and TensorRT execution providers, TensorFlow's GPU devices and
+LiteRT's GPU accelerator. A package that is missing, a provider not compiled in, or no device present
+each gives its own reason.
+
+Example:
+    >>> sorted(GPU_RUNTIMES)
+    ['litert-gpu', 'onnxruntime-cuda', 'onnxruntime-tensorrt', 'tensorflow-gpu']
+    >>> r = detect("onnxruntime-tensorrt")
+    >>> r.name, isinstance(r.available, bool), bool(r.available or r.reason)
+    ('onnxruntime-tensorrt', True, True)
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import importlib.util
+import os
+from dataclasses import dataclass
+
+GPU_RUNTIMES = ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorflow-gpu", "litert-gpu")
+_ORT_PROVIDERS = {"onnxruntime-cuda": "CUDAExecutionProvider", "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class GpuRuntime:
+    """Whether a GPU runtime can run here, and why not."""
+
+    name: str
+    available: bool
+    reason: str  # why unavailable ("" when available)
+
+    def as_dict(self) -> dict:
+        return {"runtime": self.name, "available": self.available, "reason": self.reason}
+
+
+def nvidia_device() -> str | None:
+    """Why no NVIDIA GPU is visible (None when one is): the kernel driver exposes /dev/nvidia0 and friends."""
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return None
+    return "no NVIDIA GPU device on this machine (/dev/nvidia* absent)"
+
+
+@functools.lru_cache(maxsize=None)
+def detect(name: str) -> GpuRuntime:
+    """Detect one GPU runtime by name (one of :data:`GPU_RUNTIMES`)."""
+    try:
+        if name in _ORT_PROVIDERS:
+            reason = _ort(_ORT_PROVIDERS[name])
+        elif name == "tensorflow-gpu":
+            reason = _tensorflow()
+        elif name == "litert-gpu":
+            reason = _litert()
+        else:
+            raise ValueError(f"detect: Expected one of {', '.join(GPU_RUNTIMES)}. Received: {name!r}")
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - detection must never crash a benchmark
+        reason = f"detection failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return GpuRuntime(name, reason is None, reason or "")
+
+
+def detect_all() -> list[GpuRuntime]:
+    """Every GPU runtime, in :data:`GPU_RUNTIMES` order."""
+    return [detect(n) for n in GPU_RUNTIMES]
+
+
+def _ort(provider: str) -> str | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "package onnxruntime missing"
+    import onnxruntime as ort
+
+    if provider not in ort.get_available_providers():
+        return (f"{provider} not in this onnxruntime build (onnxruntime {ort.__version__} has "
+                f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu)")
+    return nvidia_device()
+
+
+def _tensorflow() -> str | None:
+    if importlib.util.find_spec("tensorflow") is None:
+        return "package tensorflow missing"
+    from edgecnn._tf import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    if not tf.test.is_built_with_cuda():
+        return f"tensorflow {tf.__version__} is built without CUDA (install tensorflow[and-cuda])"
+    if not tf.config.list_physical_devices("GPU"):
+        return "TensorFlow sees no GPU device" + (f" ({nvidia_device()})" if nvidia_device() else "")
+    return None
+
+
+def _litert() -> str | None:
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return "package ai-edge-litert missing"
+    import ai_edge_litert
+
+    folder = os.path.dirname(ai_edge_litert.__file__)
+    libs = [os.path.basename(p) for p in glob.glob(os.path.join(folder, "libLiteRt*Gpu*Accelerator*.so"))]
+    native = [lib for lib in libs if "WebGpu" not in lib]
+    if not libs:
+        return "ai-edge-litert ships no GPU accelerator library for this platform"
+    if not native and not _vulkan_icd():
+        return (f"only {', '.join(libs)} (WebGPU over Vulkan) is installed and no Vulkan driver "
+                "(ICD) is present: no GPU device")
+    device = nvidia_device()
+    if device and not glob.glob("/dev/dri/renderD*"):
+        return f"no GPU device (/dev/dri render nodes and /dev/nvidia* absent)"
+    return None
+
+
+def _vulkan_icd() -> bool:
+    return any(glob.glob(os.path.join(d, "*.json")) for d in
+               ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"))
