@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "bench", "inspect", "load", "quantize_aware", "save"]
+__all__ = ["__version__", "bench", "inspect", "load", "prune", "quantize_aware", "save"]
 # Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
 # would be replaced by the subpackage as soon as it is imported).
 
@@ -50,6 +50,17 @@ def inspect(source: Any, **options: Any) -> Any:
     from edgecnn.analysis import analyze
 
     return analyze(load(source, **options))
+
+
+def prune(model: Any, **options: Any) -> Any:
+    """Magnitude, 2:4 or structured channel pruning with fine-tuning; see :func:`edgecnn.prune.prune`.
+
+    (Importing the subpackage ``edgecnn.prune`` replaces this attribute by the subpackage, which is
+    callable with the same arguments.)
+    """
+    from edgecnn.prune import prune as _prune
+
+    return _prune(model, **options)
 
 
 def quantize_aware(model: Any, **options: Any) -> Any:
