@@ -1,0 +1,239 @@
+"""edgecnn compress: recipes, the stage pipeline, checkpoints and resume, the report, bad input."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from edgecnn.cli import main
+from edgecnn.errors import EdgecnnError
+from edgecnn.pipeline import compress
+from edgecnn.pipeline.planner import Candidate, back_off, resolve_conflicts, within_budget
+from edgecnn.pipeline.recipe import dumps, load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small timing budgets keep the tests quick; correctness does not depend on them.
+FAST = {"plan.seconds": 0.5, "plan.latency_runs": 10, "bench.seconds": 0.3, "bench.runs": 10}
+
+
+def _recipe_file(tmp_path: Path, base: str = "mobile", **extra) -> str:
+    recipe = load_recipe(base, overrides={**FAST, **extra})
+    path = tmp_path / f"recipe_{abs(hash(json.dumps(extra, sort_keys=True, default=str)))}.toml"
+    path.write_text(dumps(recipe))
+    return str(path)
+
+
+def _run(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def digits_cnn(tmp_path_factory):
+    """A small CNN with a Flatten->Dense head, trained 4 epochs on the bundled digits at 16x16x1."""
+    import tf_keras
+
+    from edgecnn.data import load_data
+
+    tf_keras.utils.set_random_seed(0)
+    L = tf_keras.layers
+    inp = tf_keras.Input((16, 16, 1), name="image")
+    x = L.Conv2D(16, 3, activation="relu", name="conv1")(inp)
+    x = L.MaxPooling2D(name="pool")(x)
+    x = L.Conv2D(32, 3, activation="relu", name="conv2")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(64, activation="relu", name="dense")(x)
+    out = L.Dense(10, activation="softmax", name="head")(x)
+    model = tf_keras.Model(inp, out, name="digits_cnn")
+    train = load_data("digits", input_shape=(16, 16, 1), split="train")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    n = len(train.x) // 32 * 32
+    model.fit(train.x[:n], train.y[:n], epochs=4, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("digits_cnn") / "digits_cnn.h5"
+    model.save(path, save_format="h5")
+    return path
+
+
+def test_recipes_command_lists_and_prints_presets(capsys):
+    code, out, _ = _run(capsys, "recipes")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == ["gpu", "mobile", "tiny"]
+    code, out, _ = _run(capsys, "recipes", "tiny")
+    assert code == 0 and load_recipe(out)["prune"]["ratios"] == [0.5, 0.75]
+    code, _, err = _run(capsys, "recipes", "huge")
+    assert code == 2 and err.count("\n") == 1 and "unknown recipe 'huge'" in err
+
+
+def test_recipe_rejects_unknown_option_wrong_type_and_target(tmp_path):
+    with pytest.raises(EdgecnnError, match="unknown recipe option 'finetune.epoch'"):
+        load_recipe("mobile", overrides={"finetune.epoch": 3})
+    with pytest.raises(EdgecnnError, match="Expected a int"):
+        load_recipe("[finetune]\nepochs = 'many'\n")
+    with pytest.raises(EdgecnnError, match="unknown target 'litert-int4'"):
+        load_recipe("mobile", overrides={"target": "litert-int4"})
+    with pytest.raises(EdgecnnError, match="not valid TOML"):
+        load_recipe("target = \n")
+
+
+def test_planner_conflicts_budget_and_back_off():
+    def cand(cid, kind, layer=None, ratio=None, gain=1.0, value=1.0):
+        c = Candidate(cid, kind=kind, layer=layer, ratio=ratio, gain_ms=gain, base_ms=10.0, noise_ms=0.1)
+        c.chosen, c.value, c.reason = True, value, "faster"
+        return c
+
+    gap = cand("gap-head", "gap-head", layer="dense", value=0.5)
+    low = cand("low-rank-dense:dense", "low-rank-dense", layer="dense", value=0.2)
+    sep = cand("separable:conv2", "separable", layer="conv2", gain=2.0, value=0.3)
+    p25 = cand("prune:0.25", "prune", ratio=0.25, gain=2.0, value=0.4)
+    p50 = cand("prune:0.5", "prune", ratio=0.5, gain=4.0, value=0.9)
+    cands = [gap, low, sep, p25, p50]
+    resolve_conflicts(cands)
+    assert [c.id for c in cands if c.chosen] == ["gap-head", "separable:conv2", "prune:0.5"]
+    assert "excluded by gap-head" in low.reason and "excluded by prune:0.5" in p25.reason
+    # A latency budget that the two most valuable changes already meet leaves the third out.
+    within_budget(cands, base_ms=10.0, budget_ms=5.5)
+    assert [c.id for c in cands if c.chosen] == ["gap-head", "prune:0.5"]
+    # Back-off: the least valuable change goes first, a pruning ratio steps down before it is dropped.
+    assert back_off(cands) == "undid gap-head"
+    assert back_off(cands) == "pruning ratio 0.5 -> 0.25"
+    assert back_off(cands) == "undid prune:0.25"
+    assert back_off(cands) is None
+
+
+def test_compress_without_data_runs_data_free_steps_only(tmp_path, digits_cnn):
+    before = digits_cnn.read_bytes()
+    result = compress(str(digits_cnn), outdir=tmp_path / "out", recipe=_recipe_file(tmp_path), quiet=True)
+    report = result.report
+    assert digits_cnn.read_bytes() == before
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["MODEL_CARD.md", "digits_cnn.compressed.h5", "digits_cnn_int8.tflite", "export.json",
+                     "recipe.toml", "report.html", "report.json"]
+    assert report["original"]["accuracy"] is None and report["compressed"]["accuracy"] is None
+    assert report["budget"]["met"] is None
+    assert any("accuracy was not measured" in n for n in report["notes"])
+    # Candidates were measured on LiteRT int8 but none is applied without data.
+    cands = report["plan"]["candidates"]
+    assert {c["kind"] for c in cands} >= {"gap-head", "prune"} and not any(c["chosen"] for c in cands)
+    assert all(c["latency_ms"] is not None for c in cands if c["error"] is None)
+    assert report["compressed"]["params"] == report["original"]["params"]
+    art = report["artifacts"][0]
+    assert art["sha256"] == hashlib.sha256(Path(art["path"]).read_bytes()).hexdigest()
+    assert report["compressed"]["latency_ms"]["litert"] > 0 and report["speedup"]["litert"] > 0
+    assert [s["name"] for s in report["stages"]] == ["analyze", "plan", "rewrite", "prune", "finetune", "quantize",
+                                                     "validate", "benchmark", "report"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["key"] == report["key"]
+    assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+    assert not (tmp_path / "out" / ".edgecnn").exists()
+
+
+def test_compress_with_data_fine_tunes_and_recipe_reproduces_the_plan(tmp_path, digits_cnn):
+    recipe = _recipe_file(tmp_path, **{"finetune.epochs": 2, "target": "litert-fp32", "max_accuracy_drop": 100.0})
+    first = compress(str(digits_cnn), outdir=tmp_path / "a", data="digits", recipe=recipe, quiet=True).report
+    assert first["original"]["accuracy"] > 0.5 and first["compressed"]["accuracy"] is not None
+    assert first["budget"]["met"] is True
+    chosen = [c["id"] for c in first["plan"]["candidates"] if c["chosen"]]
+    ran = load_recipe(str(tmp_path / "a" / "recipe.toml"))
+    assert ran["plan"]["fixed"] == chosen
+    stages = {s["name"]: s for s in first["stages"]}
+    if chosen:
+        assert stages["finetune"]["status"] == "done"
+        assert first["compressed"]["params"] != first["original"]["params"] or "separable" in " ".join(chosen)
+    again = compress(str(digits_cnn), outdir=tmp_path / "b", data="digits", recipe=str(tmp_path / "a" / "recipe.toml"),
+                     quiet=True).report
+    assert [c["id"] for c in again["plan"]["candidates"] if c["chosen"]] == chosen
+    assert again["plan"]["measured"] is False
+    # Same input, data, recipe and seed: the float artifact has the same bytes.
+    assert again["artifacts"][0]["sha256"] == first["artifacts"][0]["sha256"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, digits_cnn):
+    recipe = _recipe_file(tmp_path, **{"finetune.epochs": 2, "target": "litert-fp32", "max_accuracy_drop": 100.0,
+                                       "plan.fixed": ["prune:0.5"]})
+    reference = compress(str(digits_cnn), outdir=tmp_path / "ref", data="digits", recipe=recipe, quiet=True).report
+
+    def interrupt(stage, status):
+        if stage == "finetune" and status == "start":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compress(str(digits_cnn), outdir=tmp_path / "run", data="digits", recipe=recipe, quiet=True,
+                 on_stage=interrupt)
+    state = json.loads((tmp_path / "run" / ".edgecnn" / "state.json").read_text())
+    assert state["finished"] == ["analyze", "plan", "rewrite", "prune"]
+    assert not list((tmp_path / "run").glob("*.tflite"))  # no artifact before the run completes
+    seen = []
+    resumed = compress(str(digits_cnn), outdir=tmp_path / "run", data="digits", recipe=recipe, quiet=True,
+                       resume=True, on_stage=lambda s, st: seen.append(s) if st == "start" else None).report
+    assert seen[0] == "finetune"
+    assert resumed["artifacts"][0]["sha256"] == reference["artifacts"][0]["sha256"]
+    assert resumed["compressed"]["accuracy"] == reference["compressed"]["accuracy"]
+    assert any("resumed after stage 'prune'" in n for n in resumed["notes"])
+
+
+def test_resume_never_reuses_a_checkpoint_from_another_recipe(tmp_path, digits_cnn):
+    recipe = _recipe_file(tmp_path, **{"finetune.epochs": 1, "plan.fixed": ["prune:0.5"]})
+
+    def interrupt(stage, status):
+        if stage == "finetune":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compress(str(digits_cnn), outdir=tmp_path / "run", data="digits", recipe=recipe, quiet=True,
+                 on_stage=interrupt)
+    other = _recipe_file(tmp_path, **{"finetune.epochs": 1, "plan.fixed": ["prune:0.25"]})
+    seen = []
+    report = compress(str(digits_cnn), outdir=tmp_path / "run", data="digits", recipe=other, quiet=True, resume=True,
+                      on_stage=lambda s, st: seen.append(s) if st == "start" else None).report
+    assert seen[0] == "analyze"
+    assert any("different input, recipe" in n for n in report["notes"])
+    assert [c["id"] for c in report["plan"]["candidates"] if c["chosen"]] == ["prune:0.25"]
+
+
+def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, digits_cnn):
+    before = digits_cnn.read_bytes()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "holiday.jpg").write_bytes(b"x")
+    cases = [
+        (["compress", str(digits_cnn), "-o", str(busy)], "holds files edgecnn did not write"),
+        (["compress", str(digits_cnn), "-o", str(tmp_path / "o1"), "--target", "litert-int4"], "unknown target"),
+        (["compress", str(digits_cnn), "-o", str(tmp_path / "o2"), "--recipe", "fast"], "unknown recipe 'fast'"),
+        (["compress", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "o3")], "model not found"),
+        (["compress", str(digits_cnn), "-o", str(tmp_path / "o4"), "--runtime-profile", "phone"],
+         "unknown runtime profile"),
+        (["compress", str(digits_cnn), "-o", str(tmp_path / "o5"), "--data", str(tmp_path / "none.npz")], "npz"),
+    ]
+    for args, message in cases:
+        code, out, err = _run(capsys, *args)
+        assert code == 2, (args, err)
+        assert err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in busy.iterdir()) == ["holiday.jpg"]
+    for name in ("o1", "o2", "o3", "o4", "o5"):
+        assert not list((tmp_path / name).glob("*")) if (tmp_path / name).exists() else True
+    assert digits_cnn.read_bytes() == before
+
+
+def test_budget_back_off_then_exit_1_when_it_cannot_be_met(capsys, tmp_path, digits_cnn):
+    # Budget 0 points: halving the channels loses some accuracy, back-off undoes it and the run meets the budget.
+    overrides = {"finetune.epochs": 1, "plan.fixed": ["prune:0.5"], "target": "litert-fp32", "max_accuracy_drop": 0.0}
+    code, out, err = _run(capsys, "compress", str(digits_cnn), "-o", str(tmp_path / "a"), "--data", "digits",
+                          "--recipe", _recipe_file(tmp_path, **overrides, **{"plan.max_backoff": 1}), "--quiet")
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    first_validate = [s for s in report["stages"] if s["name"] == "validate"][0]
+    if first_validate["status"] != "failed":
+        pytest.skip("halving the channels cost no accuracy on this model: nothing to back off from")
+    assert code == 0 and report["budget"]["met"] is True
+    assert len(report["budget"]["backoffs"]) == 1 and "undid prune:0.5" in report["budget"]["backoffs"][0]
+    assert report["compressed"]["params"] == report["original"]["params"]
+    # Without back-off allowed, the same run ends with exit code 1 and says why.
+    code, out, err = _run(capsys, "compress", str(digits_cnn), "-o", str(tmp_path / "b"), "--data", "digits",
+                          "--recipe", _recipe_file(tmp_path, **overrides, **{"plan.max_backoff": 0}), "--quiet")
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert code == 1 and "accuracy budget not met" in out
+    assert report["budget"]["met"] is False and "budget 0.0" in report["budget"]["why"]
+    assert list((tmp_path / "b").glob("*.tflite"))  # the artifacts are still written, the report says why
