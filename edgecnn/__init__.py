@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "bench", "inspect", "load", "prune", "quantize_aware", "save"]
+__all__ = ["__version__", "bench", "inspect", "load", "prune", "quantize_aware", "rewrite", "save"]
 # Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
 # would be replaced by the subpackage as soon as it is imported).
 
@@ -61,6 +61,18 @@ def prune(model: Any, **options: Any) -> Any:
     from edgecnn.prune import prune as _prune
 
     return _prune(model, **options)
+
+
+def rewrite(model: Any, **options: Any) -> Any:
+    """Rewrite layers into cheaper blocks initialized from the trained weights (separable, bottleneck, gap-head,
+    low-rank-dense), optionally recovered by distillation; see :func:`edgecnn.rewrite.rewrite`.
+
+    (Importing the subpackage ``edgecnn.rewrite`` replaces this attribute by the subpackage, which is
+    callable with the same arguments.)
+    """
+    from edgecnn.rewrite import rewrite as _rewrite
+
+    return _rewrite(model, **options)
 
 
 def quantize_aware(model: Any, **options: Any) -> Any:
