@@ -318,6 +318,75 @@ def bench(
             raise typer.Exit(1)
 
 
+@app.command()
+def prune(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    output: Path = typer.Option(..., "-o", "--output", help="The pruned model (.keras or .h5)."),
+    method: str = typer.Option("magnitude", "--method", help="magnitude, m-by-n or channels."),
+    sparsity: float = typer.Option(0.5, "--sparsity", help="[0, 1): zero weights per layer, or channels removed per group."),
+    importance: str = typer.Option("l1", "--importance", help="channels: l1, bn or activation (needs --data)."),
+    round_to: int = typer.Option(8, "--round-to", help="channels: kept channel counts are multiples of this."),
+    layer_sparsity: Optional[list[str]] = typer.Option(None, "--layer-sparsity", help="'GLOB=RATIO' override (repeat)."),
+    schedule: str = typer.Option("polynomial", "--schedule", help="magnitude: polynomial or constant."),
+    prune_first_last: bool = typer.Option(False, "--prune-first-last", help="magnitude: also prune the first/last layers."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y])."),
+    epochs: int = typer.Option(0, "--epochs", help="Fine-tuning epochs (distillation from the original)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    analyze: bool = typer.Option(False, "--analyze", help="channels: accuracy drop per group at 25/50/75% (labelled --data)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
+    trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+) -> None:
+    """Prune: magnitude / 2:4 sparsity (smaller gzip size) or structured channels (smaller, faster layers)."""
+    from edgecnn.prune.cli import run_prune
+
+    run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
+              layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last, data=data,
+              epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
+              load_options={"input_shape": input_shape, "trust_model": trust_model,
+                            "custom_objects": str(custom_objects) if custom_objects else None})
+
+
+@app.command()
+def rewrite(
+    model: str = typer.Argument(..., help=_MODEL_HELP),
+    output: Path = typer.Option(..., "-o", "--output", help="The rewritten model (.keras or .h5)."),
+    to: str = typer.Option(..., "--to", help="separable, bottleneck, gap-head or low-rank-dense."),
+    layers: Optional[list[str]] = typer.Option(None, "--layers", help="Layer name glob to consider (repeat)."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Layer name glob to leave alone (repeat)."),
+    select: str = typer.Option("auto", "--select", help="auto, all, or measured (keep only rewrites faster on --runtime)."),
+    depth_multiplier: int = typer.Option(1, "--depth-multiplier", help="separable: depthwise channels per input channel."),
+    ratio: float = typer.Option(0.5, "--ratio", help="bottleneck: reduced width as a fraction of the input channels, (0, 1]."),
+    rank: Optional[int] = typer.Option(None, "--rank", help="low-rank-dense rank / bottleneck width."),
+    energy: Optional[float] = typer.Option(None, "--energy", help="Instead of --rank: keep this share of singular value energy."),
+    pooling: str = typer.Option("avg", "--pooling", help="gap-head: avg or max."),
+    data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y])."),
+    epochs: int = typer.Option(0, "--epochs", help="Distillation epochs from the original model (needs --data)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    strategy: str = typer.Option("default", "--strategy", help="default, mirrored or multiworker (TF_CONFIG)."),
+    runtime: str = typer.Option("litert", "--runtime", help="--select measured: litert or onnxruntime."),
+    quantize: str = typer.Option("none", "--quantize", help="--select measured: none, fp16, dynamic or int8."),
+    threads: int = typer.Option(1, "--threads", help="--select measured: runtime threads."),
+    runs: int = typer.Option(30, "--runs", help="--select measured: timed runs per model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
+    trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+) -> None:
+    """Rewrite layers into cheaper blocks initialized from the trained weights; recover accuracy by distillation."""
+    from edgecnn.rewrite.cli import run_rewrite
+
+    run_rewrite(model, output=output, to=to, layers=layers or [], exclude=exclude or [], select=select,
+                depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling, data=data,
+                epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy, runtime=runtime,
+                quantize=quantize, threads=threads, runs=runs, as_json=as_json,
+                load_options={"input_shape": input_shape, "trust_model": trust_model,
+                              "custom_objects": str(custom_objects) if custom_objects else None})
+
+
 def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
     if path is None:
         return None

@@ -50,7 +50,7 @@ POOLINGS = ("avg", "max")
 INITS = ("svd", "random")
 SAMPLES = 32  # inputs for the per-layer output error
 NO_DATA_NOTE = ("no data given: accuracy was neither recovered (no fine-tuning) nor measured; the rewritten "
-                "layers hold their SVD initialization only")
+                "layers hold their initialization only, and output errors are on random inputs in [0, 1)")
 
 
 def _number(value: Any) -> bool:
@@ -152,7 +152,7 @@ def _samples(model: Any, x: Optional[np.ndarray], seed: int) -> list[np.ndarray]
 
 
 def _fill_stats(model: Any, new: Any, plans: Sequence[Plan], states: Sequence[dict], rows: list[LayerRewrite],
-                x: Optional[np.ndarray], seed: int) -> None:
+                x: Optional[np.ndarray], seed: int, init_svd: bool) -> None:
     import tf_keras
 
     from edgecnn.analysis import analyze
@@ -174,7 +174,7 @@ def _fill_stats(model: Any, new: Any, plans: Sequence[Plan], states: Sequence[di
         new_rows = [new_stats[layer.name] for layer in state.values() if layer.name in new_stats]
         row.macs_before, row.params_before = sum(s.macs for s in old), sum(s.params for s in old)
         row.macs_after, row.params_after = sum(s.macs for s in new_rows), sum(s.params for s in new_rows)
-        row.weight_error = plan.weight_error
+        row.weight_error = plan.weight_error if init_svd else None
         before = np.asarray(values[2 * i + 1], np.float64)
         after = plan.apply(state, np.asarray(values[2 * i]))
         norm = float(np.linalg.norm(before))
@@ -286,7 +286,7 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         plans = [p for p in plans if deltas[p.name].faster]
         notes.append(f"latency measured on {runtime} ({quantize}, {threads} thread(s), {runs} runs each, host CPU)")
     new, states = build(model, plans)
-    _fill_stats(model, new, plans, states, rows, train.x if train is not None else None, seed)
+    _fill_stats(model, new, plans, states, rows, train.x if train is not None else None, seed, init == "svd")
     if not plans:
         notes.append(f"no layer was rewritten to {to}")
     result = RewriteResult(model=new, layers=rows, notes=notes)

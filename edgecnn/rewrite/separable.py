@@ -55,10 +55,21 @@ def conv_gain(layer: Any, graph: Any, options: Options) -> Optional[str]:
     return None
 
 
+def _multiplier(layer: Any, options: Options) -> int:
+    m = int(options.depth_multiplier)
+    kh, kw = layer.kernel_size
+    limit = min(kh * kw, int(layer.filters))
+    if m > limit:
+        raise EdgecnnError(f"separable depth multiplier of '{layer.name}': Expected 1 to {limit} (the rank of its "
+                           f"{kh}x{kw} by {layer.filters} kernel slices). Received: {m}")
+    return m
+
+
 def _gain(layer: Any, graph: Any, options: Options) -> Optional[str]:
     reason = conv_gain(layer, graph, options)
     if reason:
         return reason
+    _multiplier(layer, options)
     out_hw = tuple(node_of(graph, layer.name).output_shapes[0][1:3])
     c_in, c_out = int(layer.kernel.shape[2]), int(layer.filters)
     before = conv_macs(out_hw=out_hw, kernel=tuple(layer.kernel_size), c_in=c_in, c_out=c_out)
@@ -70,12 +81,7 @@ def _gain(layer: Any, graph: Any, options: Options) -> Optional[str]:
 def _plan(layer: Any, graph: Any, options: Options) -> Plan:
     import tf_keras
 
-    m = int(options.depth_multiplier)
-    kh, kw = layer.kernel_size
-    limit = min(kh * kw, int(layer.filters))
-    if m > limit:
-        raise EdgecnnError(f"separable depth multiplier of '{layer.name}': Expected 1 to {limit} (the rank of its "
-                           f"{kh}x{kw} by {layer.filters} kernel slices). Received: {m}")
+    m = _multiplier(layer, options)
     weights = layer.get_weights()
     depthwise, pointwise, error = separable_factors(weights[0], multiplier=m)
     config = layer.get_config()

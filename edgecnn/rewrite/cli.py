@@ -1,0 +1,84 @@
+"""``edgecnn rewrite``: load, check the output path, rewrite, print the per-layer table, save atomically.
+
+Example:
+    >>> from edgecnn.rewrite.base import LayerRewrite
+    >>> row = LayerRewrite("conv", "separable", 1000, 200, 50, 10, 0.1, 0.2, -0.05, 0.01, True, "")
+    >>> _cells(row)[:4]
+    ['conv', 'yes', '1.0K -> 200 (5.0x)', '50 -> 10 (5.0x)']
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from edgecnn.errors import EdgecnnError, InputFileError
+
+
+def _cells(row: Any) -> list[str]:
+    from edgecnn.report import human
+
+    def pair(before: Any, after: Any) -> str:
+        if before is None:
+            return "-"
+        if not row.kept or after is None:
+            return human(before)
+        cut = f" ({before / after:.1f}x)" if after else ""
+        return f"{human(before)} -> {human(after)}{cut}"
+
+    latency = "-" if row.latency_delta_ms is None else f"{row.latency_delta_ms:+.3f} ± {row.latency_spread_ms:.3f}"
+    err = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    return [row.name, "yes" if row.kept else "no", pair(row.macs_before, row.macs_after),
+            pair(row.params_before, row.params_after), err(row.weight_error), err(row.output_error), latency,
+            row.reason]
+
+
+def print_rewrite(result: Any, *, to: str, console: Any = None) -> None:
+    """The per-layer table, accuracy before/after and the notes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"rewrite to {to}", title_justify="left")
+    for col in ("layer", "done", "MACs", "params", "weight err", "output err", "latency Δ ms", "reason"):
+        table.add_column(col, justify="left" if col in ("layer", "reason", "done") else "right")
+    for row in result.layers:
+        table.add_row(*_cells(row))
+    console.print(table)
+    if result.accuracy_before is not None:
+        after = "-" if result.accuracy_after is None else f"{100 * result.accuracy_after:.2f}%"
+        console.print(f"held-out accuracy: {100 * result.accuracy_before:.2f}% before -> {after} after")
+    if result.distill is not None:
+        d = result.distill
+        console.print(f"distillation: {d.epochs_run} epochs (best {d.best_epoch}), {d.seconds:.1f} s")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+def run_rewrite(model: str, *, output: Path, to: str, layers: list[str], exclude: list[str], select: str,
+                depth_multiplier: int, ratio: float, rank: Optional[int], energy: Optional[float], pooling: str,
+                data: Optional[str], epochs: int, batch_size: int, seed: int, strategy: str, runtime: str,
+                quantize: str, threads: int, runs: int, as_json: bool, load_options: dict) -> None:
+    """The command's body (see ``edgecnn rewrite --help``)."""
+    import edgecnn
+    from edgecnn.rewrite import rewrite
+
+    output = Path(output)
+    if output.suffix.lower() not in (".keras", ".h5"):
+        raise InputFileError(f"cannot save as {output.name}: Expected a .h5 or .keras path. Received: {output}")
+    source = Path(model)
+    if output.exists() and source.exists() and output.resolve() == source.resolve():
+        raise EdgecnnError(f"output is the input model: Expected a new path (the input is never modified). "
+                           f"Received: {output}")
+    working = edgecnn.load(model, **load_options)
+    result = rewrite(working, to=to, layers=layers or None, exclude=exclude or None, select=select,
+                     depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling,
+                     data=data, epochs=epochs, batch_size=batch_size, seed=seed,
+                     strategy=None if strategy == "default" else strategy, runtime=runtime, quantize=quantize,
+                     threads=threads, runs=runs, progress=not as_json)
+    edgecnn.save(result.model, output)
+    if as_json:
+        print(json.dumps({**result.as_dict(), "output": str(output)}, indent=2))
+        return
+    print_rewrite(result, to=to)
+    print(f"wrote {output}")
