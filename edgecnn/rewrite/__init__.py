@@ -262,6 +262,11 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         DataError / ShapeMismatchError: data that does not fit the model.
     """
     options = _options(to, select, depth_multiplier, ratio, rank, energy, pooling, epochs, init)
+    from edgecnn.distill import STRATEGIES
+
+    if (isinstance(strategy, str) and strategy not in STRATEGIES) or (strategy is not None and isinstance(strategy, bool)):
+        raise EdgecnnError(f"unknown strategy {strategy!r}: Expected one of {', '.join(STRATEGIES)}. "
+                           f"Received: {strategy!r}")
     if isinstance(layers, str):
         layers = [layers]
     if isinstance(exclude, str):
