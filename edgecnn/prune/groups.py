@@ -7,7 +7,8 @@ outputs relate to its inputs:
 - a Conv2D / SeparableConv2D / Dense output starts a new **root** space (its filters or units);
 - BatchNormalization, activations, pooling, DepthwiseConv2D (multiplier 1) ... keep the **same** space;
 - Add / Multiply / ... merge all their inputs into one space (a residual block with its 1x1 shortcut conv
-  is one group);
+  is one group; a root merged with a derived space follows the derived mapping, e.g. an SE gate over a
+  Concatenate's output);
 - Concatenate, Flatten and a depthwise multiplier ``m`` **derive** a space whose indices map back to
   their inputs' spaces (offsets; ``h*w*C + c`` rows; ``c*m + j``);
 - model outputs and layers that must keep their channels **block** a space (and, through a derived
@@ -187,7 +188,15 @@ class ChannelGraph:
             return
         sa, sb = self._spaces[a], self._spaces[b]
         assert sa.width == sb.width, (sa.width, sb.width)
-        if sa.derived is not None or sb.derived is not None:  # a derived space tied to another: keep all
+        root, der = (a, b) if sb.derived is not None else (b, a)
+        if ((sa.derived is None) != (sb.derived is None) and not (sa.blocked or sb.blocked)
+                and root not in self.roots_of(der)):
+            # a root tied to a derived space (an SE gate multiplied into a Concatenate's output): the root's
+            # producers follow the derived mapping; the merged space stays derived
+            if sb.derived is not None:
+                a, b, sa, sb = b, a, sb, sa
+            sb.derived = None
+        elif sa.derived is not None or sb.derived is not None:  # two derived spaces tied: keep all
             for s in (a, b):
                 for root in self.roots_of(s):
                     self._spaces[root].blocked = self._spaces[root].blocked or "derived channels tied by a merge"

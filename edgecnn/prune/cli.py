@@ -1,0 +1,74 @@
+"""The body of ``edgecnn prune`` (kept here so that edgecnn/cli.py stays a thin parser)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from edgecnn.errors import EdgecnnError, InputFileError
+
+
+def parse_layer_sparsity(items: list[str]) -> Optional[dict[str, float]]:
+    """``['conv*=0.3', 'dense1=0.5']`` -> ``{'conv*': 0.3, 'dense1': 0.5}``.
+
+    >>> parse_layer_sparsity(["conv*=0.3"])
+    {'conv*': 0.3}
+    >>> parse_layer_sparsity(["conv"])
+    Traceback (most recent call last):
+    ...
+    edgecnn.errors.EdgecnnError: --layer-sparsity: Expected GLOB=RATIO. Received: 'conv'
+    """
+    out = {}
+    for item in items:
+        glob, sep, value = item.rpartition("=")
+        try:
+            if not sep or not glob:
+                raise ValueError
+            out[glob] = float(value)
+        except ValueError:
+            raise EdgecnnError(f"--layer-sparsity: Expected GLOB=RATIO. Received: {item!r}") from None
+    return out or None
+
+
+def run_prune(model: str, *, output: Path, method: str, sparsity: float, importance: str, round_to: int,
+              layer_sparsity: list[str], schedule: str, skip_first_last: bool, data: Optional[str], epochs: int,
+              batch_size: int, seed: int, analyze: bool, as_json: bool, load_options: dict) -> None:
+    """Check the options, load, (analyze,) prune, save atomically, print."""
+    import edgecnn
+    from edgecnn.prune import _check, prune
+    from edgecnn.prune.report import print_prune, print_sensitivity
+
+    overrides = parse_layer_sparsity(layer_sparsity)
+    _check(method, sparsity, schedule, importance, round_to, epochs, overrides)  # fail fast, before loading
+    if output.suffix.lower() not in (".h5", ".keras"):
+        raise InputFileError(f"cannot save as {output.name}: Expected a .h5 or .keras path. Received: {output}")
+    if Path(model).exists() and output.exists() and output.resolve() == Path(model).resolve():
+        raise InputFileError(f"output would overwrite the input model: Expected another path. Received: {output}")
+    if epochs > 0 and data is None:
+        raise EdgecnnError(f"fine-tuning needs data: Expected --data with --epochs {epochs}. Received: no --data")
+    if analyze and (method != "channels" or data is None):
+        raise EdgecnnError("--analyze measures channel groups on labelled data: Expected --method channels and "
+                           f"--data. Received: --method {method}{'' if data else ' without --data'}")
+    working = edgecnn.load(model, **load_options)
+    sens = None
+    if analyze:
+        from edgecnn.data import load_data
+        from edgecnn.prune.sensitivity import sensitivity
+
+        shape = tuple(int(d) for d in working.inputs[0].shape[1:])
+        sens = sensitivity(working, load_data(data, input_shape=shape, split="test"), importance=importance,
+                           round_to=round_to)
+    result = prune(working, method=method, sparsity=sparsity, schedule=schedule, layer_sparsity=overrides,
+                   skip_first_last=skip_first_last, importance=importance, round_to=round_to, data=data,
+                   epochs=epochs, batch_size=batch_size, seed=seed, progress=not as_json)
+    edgecnn.save(result.model, output)
+    if as_json:
+        report: dict[str, Any] = result.as_dict()
+        report["output"] = str(output)
+        if sens is not None:
+            report["sensitivity"] = sens
+        print(json.dumps(report, indent=2))
+        return
+    if sens is not None:
+        print_sensitivity(sens)
+    print_prune(result, output=output)
