@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -169,6 +169,7 @@ def export(
     command: str = "",
     max_accuracy_drop: float | None = None,
     prebuilt: dict[str, bytes] | None = None,
+    float_layers: Sequence[str] = (),
 ) -> ExportReport:
     """Export ``model`` to each format, validate on the real runtime, write ``OUTDIR/export.json``.
 
@@ -191,6 +192,8 @@ def export(
         max_accuracy_drop: accuracy budget in points for TFLite int8 (needs labelled data): when plain int8
             misses it, the ops with the largest quantization error stay in float, fewest first
             (:func:`edgecnn.export.budget.int8_within_budget`); the outcome is in ``report.budget``.
+        float_layers: Keras layer names kept in float in a TFLite int8 export (layers measured faster in
+            float on the target); see :func:`edgecnn.export.budget.int8_with_float_layers`.
         prebuilt: artifacts already converted elsewhere (e.g. by quantization-aware training), by format
             name; they are validated against ``model`` and bundled like the others.
 
@@ -268,11 +271,16 @@ def export(
 
             with _quiet(quiet):
                 result = int8_within_budget(model, calibration=calibration, x_val=x_val, y_val=y_val,
-                                            max_accuracy_drop=max_accuracy_drop, io=io)
+                                            max_accuracy_drop=max_accuracy_drop, io=io, float_layers=float_layers)
             data_bytes = result.tflite
             report.budget = {k: v for k, v in asdict(result).items() if k != "tflite"}
             if not result.met:
                 report.warnings.append(result.message)
+        elif fmt_name == "tflite" and float_layers and mode is QuantMode.INT8:
+            from edgecnn.export.budget import int8_with_float_layers
+
+            with _quiet(quiet):
+                data_bytes = int8_with_float_layers(model, layers=float_layers, calibration=calibration, io=io)
         else:
             with _quiet(quiet):
                 data_bytes = fmt.convert(model, mode=mode, calibration=calibration, io=io, opset=opset)

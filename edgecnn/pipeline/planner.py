@@ -1,10 +1,11 @@
 """Latency-aware planning: candidate changes, measured on the target runtime, chosen within the accuracy budget.
 
 A candidate is one change to the model (a Dense head rewrite, one conv's separable rewrite, a global
-channel-pruning ratio). Each candidate model is converted for the target (e.g. LiteRT int8) and timed
-interleaved with the unchanged model (:func:`edgecnn.latency.model_latency`); with labelled data its
-accuracy before fine-tuning is measured too. A candidate is chosen when it is faster by more than the
-measured noise (its gain must beat the interquartile spread and ``min_gain`` of the base latency), or when
+channel-pruning ratio, keeping a first conv in float in an int8 model). Each candidate model is converted
+for the target (e.g. LiteRT int8) and timed interleaved with the unchanged model (thousands of rounds for
+small models, within a time budget); with labelled data its accuracy before fine-tuning is measured too.
+A candidate is chosen when it is faster by more than the measured noise (the two medians' notches,
+1.58 * IQR / sqrt(runs) each, must not overlap) and by at least ``min_gain`` of the base latency, or when
 it makes the model at least 20% smaller without being slower beyond the noise. Candidates that change the
 same layer exclude each other (the most valuable wins); pruning ratios exclude each other.
 
@@ -24,8 +25,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.pipeline.recipe import TARGETS
 
 SIZE_GAIN = 0.2
+CONVS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 
 
 @dataclass
@@ -78,6 +81,8 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
     out: list[Candidate] = []
     kinds = recipe["rewrite"]["kinds"] if recipe["rewrite"]["enabled"] else []
     output_layers = {t._keras_history[0].name for t in model.outputs}
+    target = TARGETS[recipe["target"]]
+    float_layers = target.runtime == "litert" and target.quantize == "int8" and recipe["quantize"]["float_first_convs"]
     head = _flatten_dense(model) if "gap-head" in kinds else None
     if head is not None:
         out.append(Candidate("gap-head", kind="gap-head", layer=head))
@@ -89,6 +94,8 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
         if cls == "Dense" and "low-rank-dense" in kinds and row.params >= recipe["rewrite"]["min_dense_params"] \
                 and row.name not in output_layers:
             out.append(Candidate(f"low-rank-dense:{row.name}", kind="low-rank-dense", layer=row.name))
+        if float_layers and cls in CONVS and int(layer.input.shape[-1]) < 4:
+            out.append(Candidate(f"float:{row.name}", kind="float-layer", layer=row.name))
         if cls == "Conv2D" and max(layer.kernel_size) > 1 and int(layer.input.shape[-1]) >= 4:
             for kind in ("separable", "bottleneck"):
                 if kind in kinds:
@@ -126,6 +133,8 @@ def _flatten_dense(model: Any) -> Optional[str]:
 
 def apply(model: Any, cand: Candidate, recipe: dict) -> Any:
     """The model with one candidate change applied (weights initialized from the model's, not fine-tuned)."""
+    if cand.kind == "float-layer":  # the Keras model does not change; only its int8 conversion does
+        return model
     if cand.kind == "prune":
         return _prune(model, cand, importance=recipe["prune"]["importance"], round_to=recipe["prune"]["round_to"])
     options: dict = {}
@@ -139,6 +148,8 @@ def apply_all(model: Any, chosen: list[Candidate], recipe: dict) -> tuple[Any, l
     order = {"gap-head": 0, "low-rank-dense": 1, "separable": 2, "bottleneck": 2, "prune": 3}
     changes = []
     for cand in sorted(chosen, key=lambda c: (order.get(c.kind, 9), c.id)):
+        if cand.kind == "float-layer":
+            continue
         model = apply(model, cand, recipe)
         changes.append(cand.id)
     return model, changes
@@ -224,6 +235,12 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
     return f"undid {victim.id}"
 
 
+def median_noise(a: Any, b: Any) -> float:
+    """How far apart two medians must be to differ: the sum of their box-plot notch half-widths,
+    1.58 * IQR / sqrt(runs) each (about a 95% interval for a median; McGill, Tukey and Larsen 1978)."""
+    return 1.58 * (a.spread_ms / np.sqrt(a.runs) + b.spread_ms / np.sqrt(b.runs))
+
+
 def time_artifacts(artifacts: dict[str, bytes], *, runtime: str, threads: int, runs: int, seconds: float) -> dict:
     """Time artifacts interleaved: at least ``runs`` rounds, more while ``seconds`` last (tiny models need many)."""
     from edgecnn._tf import muted
@@ -250,12 +267,23 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     base_params = analyze(model).total_params
     ref = keras_outputs(model, x_val)[0] if x_val is not None else None
     base_acc = float(np.mean(np.argmax(ref, -1) == y_val)) if (ref is not None and y_val is not None) else None
-    artifacts = {"base": convert(model, runtime=runtime, quantize=quantize, calibration=calibration)}
+    from edgecnn._tf import muted
+    from edgecnn.quantize import synthetic_calibration
+
+    cal = calibration if calibration is not None else synthetic_calibration(
+        tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)
+    artifacts = {"base": convert(model, runtime=runtime, quantize=quantize, calibration=cal)}
     for cand in cands:
         progress(cand.id)
         try:
             variant = apply(model, cand, recipe)
-            artifacts[cand.id] = convert(variant, runtime=runtime, quantize=quantize, calibration=calibration)
+            if cand.kind == "float-layer":
+                from edgecnn.export.budget import int8_with_float_layers
+
+                with muted(1, 2):
+                    artifacts[cand.id] = int8_with_float_layers(variant, layers=[cand.layer], calibration=cal)
+            else:
+                artifacts[cand.id] = convert(variant, runtime=runtime, quantize=quantize, calibration=cal)
         except EdgecnnError as exc:
             cand.error, cand.reason = str(exc), f"cannot apply: {exc}"
             continue
@@ -276,7 +304,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         t = timings[cand.id]
         cand.base_ms, cand.latency_ms = base.median_ms, t.median_ms
         cand.gain_ms = base.median_ms - t.median_ms
-        cand.noise_ms = max(base.spread_ms, t.spread_ms)
+        cand.noise_ms = median_noise(base, t)
         judge(cand, base_params=base_params, min_gain=float(recipe["plan"]["min_gain"]),
               runtime=f"{runtime} {quantize if quantize != 'none' else 'fp32'}")
     return {"base_ms": base.median_ms, "base_spread_ms": base.spread_ms, "base_accuracy": base_acc,

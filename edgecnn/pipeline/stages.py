@@ -188,6 +188,9 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     out = staging(ctx)
     shutil.rmtree(out, ignore_errors=True)
     formats = list(dict.fromkeys([target.format, *recipe["export"]["extra_formats"]]))
+    float_layers = [c.layer for c in _candidates(ctx) if c.chosen and c.kind == "float-layer"]
+    if float_layers:
+        rec.changes.append(f"kept in float (faster than int8 on {target.runtime}): {', '.join(float_layers)}")
     compressed_acc = _accuracy(ctx.model, ctx.test)
     budget = None
     original_acc = ctx.state["original"]["accuracy"]
@@ -201,13 +204,13 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
                         data=ctx.data_spec if ctx.train is not None else None, io=recipe["io"],
                         calibration_samples=int(recipe["quantize"]["calibration_samples"]), seed=ctx.seed,
                         name=ctx.name, labels=ctx.labels, max_accuracy_drop=budget, quiet=True,
-                        command=ctx.state.get("command", ""))
+                        command=ctx.state.get("command", ""), float_layers=float_layers)
     del caught  # the converters' own warnings; edgecnn's are in report.warnings
     for w in report.warnings:
         ctx.note(w)
     ctx.state["export"] = report.as_dict()
     ctx.state["compressed_keras_accuracy"] = compressed_acc
-    rec.changes = [f"wrote {Path(a.path).name} ({a.size_bytes:,} bytes)" for a in report.artifacts]
+    rec.changes += [f"wrote {Path(a.path).name} ({a.size_bytes:,} bytes)" for a in report.artifacts]
     if report.budget is not None:
         rec.details["int8_budget"] = report.budget
 
