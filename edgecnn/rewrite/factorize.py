@@ -57,33 +57,54 @@ def separable_factors(kernel: np.ndarray, *, multiplier: int = 1) -> tuple[np.nd
 
 
 def bottleneck_factors(kernel: np.ndarray, *, width: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """A 1x1 reduction ``(1, 1, C, r)`` and a kxk kernel ``(k, k, r, F)`` approximating ``kernel (k, k, C, F)``."""
+    """A 1x1 reduction ``(1, 1, C, r)`` and a kxk kernel ``(k, k, r, F)`` approximating ``kernel (k, k, C, F)``.
+
+    The left singular vectors of the unfolded kernel ``M`` (C by k*k*F) come from the eigenvectors of the
+    small C by C matrix ``M M^T`` (LAPACK's full SVD of the wide ``M`` takes seconds for C = 512); the kxk
+    kernel is ``U_r^T M``, the same truncated factorization.
+    """
     kh, kw, c_in, c_out = kernel.shape
     w = np.asarray(kernel, np.float64)
     unfolded = w.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
-    u, s, vt = np.linalg.svd(unfolded, full_matrices=False)
-    r = min(width, len(s))
+    _, vectors = np.linalg.eigh(unfolded @ unfolded.T)
+    r = min(width, c_in)
     reduce = np.zeros((c_in, width))
-    reduce[:, :r] = u[:, :r]
-    conv = np.zeros((width, kh * kw * c_out))
-    conv[:r] = s[:r, None] * vt[:r]
+    reduce[:, :r] = vectors[:, ::-1][:, :r]  # eigh sorts ascending
+    conv = reduce.T @ unfolded
     approx = (reduce @ conv).reshape(c_in, kh, kw, c_out).transpose(1, 2, 0, 3)
     conv = conv.reshape(width, kh, kw, c_out).transpose(1, 2, 0, 3)
     return reduce.reshape(1, 1, c_in, width).astype(np.float32), conv.astype(np.float32), relative_error(w, approx)
 
 
+def _top_right_vectors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rank`` largest singular values of ``w`` and their right singular vectors (columns), from the
+    eigen-decomposition of the smaller Gram matrix (much faster than LAPACK's SVD of a large kernel)."""
+    if w.shape[0] >= w.shape[1]:
+        values, vectors = np.linalg.eigh(w.T @ w)
+        values, vectors = values[::-1][:rank], vectors[:, ::-1][:, :rank]
+        return np.sqrt(np.maximum(values, 0)), vectors
+    values, left = np.linalg.eigh(w @ w.T)
+    values, left = values[::-1][:rank], left[:, ::-1][:, :rank]
+    s = np.sqrt(np.maximum(values, 0))
+    right = (w.T @ left) / np.where(s > 0, s, 1)
+    return s, right
+
+
 def dense_factors(kernel: np.ndarray, *, rank: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Kernels ``(n, r)`` and ``(r, m)`` whose product is the best rank-``r`` approximation of ``kernel (n, m)``."""
     w = np.asarray(kernel, np.float64)
-    u, s, vt = np.linalg.svd(w, full_matrices=False)
-    root = np.sqrt(s[:rank])
-    first, second = u[:, :rank] * root, root[:, None] * vt[:rank]
+    s, v = _top_right_vectors(w, rank)
+    root = np.sqrt(s)
+    first = (w @ v) / np.where(root > 0, root, 1)  # U_r sqrt(S_r)
+    second = root[:, None] * v.T
     return first.astype(np.float32), second.astype(np.float32), relative_error(w, first @ second)
 
 
 def singular_values(kernel: np.ndarray) -> np.ndarray:
     """Singular values of a 2-D kernel, largest first."""
-    return np.linalg.svd(np.asarray(kernel, np.float64), compute_uv=False)
+    w = np.asarray(kernel, np.float64)
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[::-1], 0))
 
 
 def rank_for_energy(singular: np.ndarray, energy: float) -> int:
