@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "bench", "inspect", "load", "prune", "quantize_aware", "rewrite", "save"]
+__all__ = ["__version__", "bench", "compress", "inspect", "load", "prune", "quantize_aware", "rewrite", "save"]
 # Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
 # would be replaced by the subpackage as soon as it is imported).
 
@@ -80,3 +80,14 @@ def quantize_aware(model: Any, **options: Any) -> Any:
     from edgecnn.qat import quantize_aware as _qat
 
     return _qat(model, **options)
+
+
+def compress(model: Any, **options: Any) -> Any:
+    """analyze -> plan (measured on the target runtime) -> rewrite -> prune -> distil -> quantize -> export ->
+    validate -> benchmark -> report, in one call; see :func:`edgecnn.pipeline.compress`.
+
+    Returns a ``CompressReport``: ``.outdir`` and ``.report`` (the content of report.json).
+    """
+    from edgecnn.pipeline import compress as _compress
+
+    return _compress(model, **options)
