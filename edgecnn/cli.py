@@ -201,14 +201,17 @@ def compress(
     """
     from edgecnn.pipeline import compress as run_compress
 
+    from edgecnn.pipeline import STAGES
+    from edgecnn.pipeline.progress import StageProgress
+
     show = not (quiet or as_json)
-    on_stage = _stage_printer() if show else None
-    result = run_compress(model, outdir=outdir, data=data, recipe=recipe, target=target,
-                          max_accuracy_drop=max_accuracy_drop, latency_budget_ms=latency_budget_ms,
-                          runtime_profile=runtime_profile, epochs=epochs, seed=seed, resume=resume, force=force,
-                          quiet=not show, labels=_read_labels(labels), input_shape=input_shape,
-                          custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
-                          command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage)
+    with StageProgress([n for n, _ in STAGES]) as on_stage:
+        result = run_compress(model, outdir=outdir, data=data, recipe=recipe, target=target,
+                              max_accuracy_drop=max_accuracy_drop, latency_budget_ms=latency_budget_ms,
+                              runtime_profile=runtime_profile, epochs=epochs, seed=seed, resume=resume, force=force,
+                              quiet=not show, labels=_read_labels(labels), input_shape=input_shape,
+                              custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
+                              command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, default=str))
     else:
@@ -218,30 +221,6 @@ def compress(
         typer.echo(f"wrote {result.outdir}/ (report.json, report.html, recipe.toml, artifacts)")
     if result.budget_met is False:
         raise typer.Exit(1)
-
-
-def _stage_printer():
-    """Per-stage progress lines with an overall counter, on stderr (stdout stays for the result)."""
-    from edgecnn.pipeline import STAGES
-
-    total = len(STAGES)
-    names = [n for n, _ in STAGES]
-    started: dict[str, float] = {}
-
-    def show(stage: str, status: str) -> None:
-        import time
-
-        if status == "progress":
-            typer.echo(f"        {stage}", err=True)
-            return
-        if status == "start":
-            started[stage] = time.perf_counter()
-            typer.echo(f"[{names.index(stage) + 1}/{total}] {stage} ...", err=True)
-            return
-        took = time.perf_counter() - started.get(stage, time.perf_counter())
-        typer.echo(f"[{names.index(stage) + 1}/{total}] {stage} {status} ({took:.1f} s)", err=True)
-
-    return show
 
 
 @app.command()

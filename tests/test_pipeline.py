@@ -127,7 +127,9 @@ def test_compress_without_data_runs_data_free_steps_only(tmp_path, digits_cnn):
     assert [s["name"] for s in report["stages"]] == ["analyze", "plan", "rewrite", "prune", "finetune", "quantize",
                                                      "validate", "benchmark", "report"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["key"] == report["key"]
-    assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<table>" in page and "latency-per-runtime" in page and "<script src=" not in page  # self-contained
+    assert report["per_layer"]["compressed"]["litert"][0]["ms"] > 0
     assert not (tmp_path / "out" / ".edgecnn").exists()
 
 

@@ -152,6 +152,8 @@ def compress(
     ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
                   data_spec=data, key=key, quiet=quiet, original=working, train=train, test=test, labels=labels)
     ctx.state["command"] = command
+    if on_stage is not None:
+        ctx.progress = lambda text, done, total, _stage=on_stage: _stage(ctx.current, f"progress {done}/{total} {text}")
     finished: list[str] = []
     attempt = 0
     if saved is not None:
@@ -174,12 +176,13 @@ def compress(
             i += 1
             continue
         record = StageRecord(stage_name, attempt=attempt)
+        ctx.current = stage_name
         if on_stage:
             on_stage(stage_name, "start")
         t0 = time.perf_counter()
         try:
             if stage_name == "plan":
-                fn(ctx, record, progress=lambda c: on_stage and on_stage(f"plan: measuring {c}", "progress"))
+                fn(ctx, record, progress=ctx.progress)
             else:
                 fn(ctx, record)
         except S.BudgetExceeded as exc:

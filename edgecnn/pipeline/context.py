@@ -20,7 +20,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from edgecnn.files import write_atomic
 from edgecnn.pipeline.recipe import Target
@@ -72,6 +72,8 @@ class Context:
     stages: list[StageRecord] = field(default_factory=list)
     state: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    current: str = ""
+    progress: Callable[[str, int, int], None] = lambda text, done, total: None
 
     @property
     def labelled(self) -> bool:

@@ -254,7 +254,7 @@ def time_artifacts(artifacts: dict[str, bytes], *, runtime: str, threads: int, r
 
 def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
             calibration: Optional[np.ndarray], x_val: Optional[np.ndarray], y_val: Optional[np.ndarray],
-            progress: Callable[[str], None] = lambda s: None) -> dict:
+            progress: Callable[[str, int, int], None] = lambda text, done, total: None) -> dict:
     """Build each candidate model, time all of them interleaved with the base on the target, score accuracy.
 
     Returns:
@@ -273,8 +273,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     cal = calibration if calibration is not None else synthetic_calibration(
         tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)
     artifacts = {"base": convert(model, runtime=runtime, quantize=quantize, calibration=cal)}
-    for cand in cands:
-        progress(cand.id)
+    for k, cand in enumerate(cands):
+        progress(f"measuring {cand.id}", k, len(cands))
         try:
             variant = apply(model, cand, recipe)
             if cand.kind == "float-layer":

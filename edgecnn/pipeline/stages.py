@@ -79,7 +79,7 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
         ctx.note("accuracy was not measured: no labelled --data was given")
 
 
-def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str], None]) -> None:
+def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
     """Measure every candidate change on the target runtime and choose within the budget."""
     recipe, target = ctx.recipe, ctx.target
     cands = planner.enumerate_candidates(ctx.original, recipe)
@@ -158,11 +158,24 @@ def finetune(ctx: Context, rec: StageRecord) -> None:
     result = distill(ctx.model, ctx.original, x=ctx.train.x, y=ctx.train.y, epochs=int(ft["epochs"]),
                      batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
                      temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
-                     seed=ctx.seed, progress=not ctx.quiet)
+                     seed=ctx.seed, progress=False, callbacks=[_epochs(ctx, int(ft["epochs"]))])
     ctx.model = result.model
     rec.changes = [f"distilled {result.epochs_run} epochs (best {result.best_epoch})"]
     rec.details = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                    "val_accuracy": result.val_accuracy, "teacher_val_accuracy": result.teacher_val_accuracy}
+
+
+def _epochs(ctx: Context, total: int) -> Any:
+    """A Keras callback that reports each finished epoch to the progress display."""
+    import tf_keras
+
+    class Epochs(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+            loss = (logs or {}).get("val_loss")
+            ctx.progress(f"epoch {epoch + 1}" + (f" val_loss {loss:.4f}" if loss is not None else ""), epoch + 1,
+                         total)
+
+    return Epochs()
 
 
 def _deterministic(seed: int) -> None:
@@ -234,6 +247,17 @@ def validate(ctx: Context, rec: StageRecord) -> None:
                              f"the original's {100 * original:.2f}% (budget {limit})")
 
 
+def _top_ops(data: bytes, *, runtime: str, threads: int) -> Optional[list[dict]]:
+    """The runtime's per-op profile of an artifact (top 10 ops by time), or None if profiling fails."""
+    from edgecnn.bench.perlayer import top_ops
+    from edgecnn.errors import EdgecnnError
+
+    try:
+        return top_ops(data, runtime=runtime, threads=threads, runs=20, top=10)
+    except (EdgecnnError, RuntimeError, ValueError):
+        return None
+
+
 def benchmark(ctx: Context, rec: StageRecord) -> None:
     """Original (plain conversion at the target's quantization) vs compressed artifact, interleaved, per runtime."""
     from edgecnn.latency import convert
@@ -257,6 +281,9 @@ def benchmark(ctx: Context, rec: StageRecord) -> None:
             for k in ("original", "compressed"):
                 latency[k][runtime] = {**t[k].as_dict(), "threads": threads, "quantize": target.quantize,
                                        "size_bytes": len(original if k == "original" else compressed)}
+            per_layer = ctx.state.setdefault("per_layer", {"original": {}, "compressed": {}})
+            for k, data in (("original", original), ("compressed", compressed)):
+                per_layer[k][runtime] = _top_ops(data, runtime=runtime, threads=threads)
     ctx.state["latency"] = latency
     rec.details = {rt: round(latency["original"][rt]["median_ms"] / latency["compressed"][rt]["median_ms"], 3)
                    for rt in runtimes}

@@ -62,6 +62,7 @@ def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict)
         "stages": [s.__dict__ for s in ctx.stages],
         "plan": ctx.state.get("plan", {}),
         "latency": latency,
+        "per_layer": ctx.state.get("per_layer", {}),
         "notes": ctx.notes,
         "recipe": ctx.recipe,
     }
@@ -131,12 +132,11 @@ def to_html(report: dict) -> str:
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid "
              "#ccc;padding:4px 8px}td{text-align:right}td:first-child{text-align:left}</style></head><body>",
              f"<h1>edgecnn compress: {e(str(report['source']))} &rarr; {e(report['target'])}</h1>"]
-    charts = _charts(report)
-    if charts:
-        parts.append(charts)
     parts.append("<h2>Before / after</h2><table><tr><th></th><th>original</th><th>compressed</th><th>ratio</th></tr>")
     parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows(report)]
-    parts.append("</table><h2>Plan (measured on the target runtime)</h2><table><tr><th>candidate</th>"
+    parts.append("</table>")
+    parts.append(_charts(report))
+    parts.append("<h2>Plan (measured on the target runtime)</h2><table><tr><th>candidate</th>"
                  "<th>params</th><th>latency ms</th><th>gain ms</th><th>noise ms</th><th>acc. drop (pt, before "
                  "fine-tuning)</th><th>chosen</th><th>why</th></tr>")
     for c in report["plan"].get("candidates", []):
@@ -157,9 +157,22 @@ def _num(v: Any) -> str:
 
 
 def _charts(report: dict) -> str:
-    """Latency bars (original vs compressed per runtime) through the bench report's HTML charts, if present."""
-    try:
-        from edgecnn.bench import html_charts  # provided by the bench module
-    except ImportError:
-        return ""
-    return html_charts(report)
+    """The bench report's charts (latency vs accuracy, latency per runtime, top ops per artifact) for the
+    original and the compressed model, plotly.js inlined once."""
+    from edgecnn.bench.results import BenchReport, BenchResult
+    from edgecnn.htmlreport import figures
+
+    results = []
+    for which in ("original", "compressed"):
+        for rt, t in report["latency"].get(which, {}).items():
+            results.append(BenchResult(
+                model=which, artifact=which, runtime=rt, threads=int(t.get("threads", 1)), status="ok",
+                median_ms=t["median_ms"], p90_ms=t["p90_ms"], p99_ms=t["p99_ms"], min_ms=t["min_ms"], runs=t["runs"],
+                size_bytes=t["size_bytes"], accuracy=report[which].get("accuracy"),
+                per_layer=report.get("per_layer", {}).get(which, {}).get(rt)))
+    parts = []
+    for i, (div_id, title, fig) in enumerate(figures(BenchReport(results=results))):
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=div_id,
+                                 config={"displaylogo": False, "responsive": True}))
+    return "\n".join(parts)
