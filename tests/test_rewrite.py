@@ -169,3 +169,30 @@ def _single(tf_keras):
 
 def test_rewrites_table():
     assert list(REWRITES) == ["separable", "bottleneck", "gap-head", "low-rank-dense"]
+
+
+@pytest.mark.slow
+def test_keras_application_rewrite_exports_to_tflite_and_onnx_and_matches():
+    """MobileNetV2 (alpha 0.35, 32x32): the stem as a bottleneck; the full 96x96 list is benchmarks/rewrite_apps.py."""
+    import keras
+
+    import edgecnn
+    from edgecnn.export.validate import compare, keras_outputs
+    from edgecnn.latency import convert
+    from edgecnn.runtimes import RUNTIMES
+
+    app = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10,
+                                         classifier_activation=None)
+    model = edgecnn.load(app)
+    assert rewrite(model, to="separable").rewritten == []  # only 1x1 and depthwise convs besides the RGB stem
+    r = rewrite(model, to="bottleneck", layers=["Conv1"], select="all", ratio=1.0)
+    [row] = r.rewritten
+    assert row.name == "Conv1" and row.weight_error < 1e-5
+    assert r.model.output_shape == model.output_shape == (None, 10)
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    reference = keras_outputs(r.model, x)
+    np.testing.assert_allclose(reference[0], keras_outputs(model, x)[0], rtol=1e-4, atol=1e-4 * np.abs(reference[0]).max())
+    for runtime in ("litert", "onnxruntime"):
+        got = RUNTIMES[runtime].load(convert(r.model, runtime=runtime)).run(x)
+        v = compare(reference, got, exact=True)
+        assert v.passed, (runtime, v.problems)
