@@ -24,9 +24,18 @@ from edgecnn.bench.results import BenchReport, BenchResult
 from edgecnn.bench.targets import BASE_RUNTIME, CPU_RUNTIMES, Target, check_runtimes, load_runnable, parse_list, resolve
 from edgecnn._tf import muted
 from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.timing import Timing
 
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 10
+# A timed sample is at least this long: fast models run several times per sample (then divided), so timer
+# and call overhead and sub-microsecond jitter do not dominate the figures.
+MIN_SAMPLE_MS = 2.0
+DEFAULT_INSTANCES = 3
+# ratio_to_reference: the 20th percentile of process CPU ms per call over rounds, model / reference. CPU time
+# leaves out the time a busy machine keeps the process waiting for a core; a low percentile leaves out rounds
+# that other processes' cache and frequency effects slowed (interference only ever adds time).
+GATE_PERCENTILE = 20
 
 
 def bench(
@@ -43,6 +52,7 @@ def bench(
     per_layer: bool = False,
     progress: bool = True,
     reference: bool = True,
+    instances: int = DEFAULT_INSTANCES,
     seed: int = 0,
 ) -> BenchReport:
     """Measure latency, throughput, load time, memory, size and accuracy of models on runtimes.
@@ -69,6 +79,9 @@ def bench(
         per_layer: add the top ops by time (LiteRT and ONNX Runtime) to each result.
         progress: say what is happening on stderr.
         reference: measure the reference model for ``ratio_to_reference`` (needed by the gate).
+        instances: sessions loaded per (model, runtime, threads), all timed in the same rounds; each round's
+            figure is their mean. Two sessions of one artifact can differ by several percent for their
+            whole life (memory placement), so more than one keeps that out of the gate.
         seed: seed of the random timing inputs.
 
     Returns:
@@ -90,6 +103,9 @@ def bench(
         raise EdgecnnError(f"bad batch size: Expected an integer >= 1. Received: {batch_size}")
     runs = DEFAULT_RUNS if runs is None else int(runs)
     warmup = DEFAULT_WARMUP if warmup is None else int(warmup)
+    if int(instances) < 1:
+        raise EdgecnnError(f"bad instances: Expected an integer >= 1. Received: {instances}")
+    instances = int(instances)
     if runs < 1 or warmup < 0:
         raise EdgecnnError(f"bad runs/warmup: Expected runs >= 1 and warmup >= 0. Received: {runs}, {warmup}")
     say = _sayer(progress)
@@ -113,19 +129,12 @@ def bench(
                         r.status, r.reason = "unavailable", gpu_state.reason
                         continue
                     say(f"loading {target.name} on {runtime} ({t} thread(s))")
-                    _load(r, target, runtime, t, int(batch_size), seed, fns, runnables)
-        ref = _reference_fns(results, runnables, int(batch_size), seed, say) if reference else {}
+                    _load(r, target, runtime, t, int(batch_size), seed, fns, runnables, instances)
+        ref = _reference_fns(results, runnables, int(batch_size), seed, say, instances) if reference else {}
         fns.update(ref)
-        timings = {}
-        if fns:
-            from edgecnn.timing import interleaved
-
-            say(f"timing {len(fns)} runnables interleaved: {runs} rounds after {warmup} warm-up")
-            try:
-                timings = interleaved(fns, runs=runs, warmup=warmup, budget_s=budget_s)
-            except Exception as exc:  # noqa: BLE001 - one failing callable: time the others alone
-                timings = _time_separately(fns, runs, warmup, budget_s, exc, results)
-        _fill_timings(results, timings, ref)
+        say(f"timing {sum(map(len, fns.values()))} sessions interleaved: {runs} rounds after {warmup} warm-up")
+        timings, cpu_ms = _time_all(fns, runs=runs, warmup=warmup, budget_s=budget_s, results=results)
+        _fill_timings(results, timings, cpu_ms)
         if per_layer:
             from edgecnn.bench.perlayer import top_ops
 
@@ -141,13 +150,13 @@ def bench(
     env = {"label": HOST_LABEL, "cpu": _cpu(), "cores": len(os.sched_getaffinity(0)), "pinned_cores": list(cores),
            "python": sys.version.split()[0], "platform": platform.platform()}
     settings = {"runtimes": names, "threads": counts, "batch_size": int(batch_size), "runs": runs, "warmup": warmup,
-                "budget_s": budget_s, "profile": prof.as_dict() if prof else None, "reference": REFERENCE_ID
+                "budget_s": budget_s, "instances": instances, "min_sample_ms": MIN_SAMPLE_MS, "profile": prof.as_dict() if prof else None, "reference": REFERENCE_ID
                 if reference else None, "data": getattr(data, "source", data) if data is not None else None}
     return BenchReport(results=results, reference=reference_info, environment=env, settings=settings, gpu=gpu)
 
 
 def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size: int, seed: int,
-          fns: dict, runnables: dict) -> None:
+          fns: dict, runnables: dict, instances: int) -> None:
     """Load one runnable: size, load time, peak memory; its first call is part of loading."""
     try:
         r.size_bytes, r.gzip_bytes = target.sizes(runtime)
@@ -172,11 +181,21 @@ def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size
     r.threads = runnable.threads if BASE_RUNTIME.get(runtime, runtime) == "keras" else r.threads
     r.reason = runnable.note
     key = (r.model, runtime, r.threads)
-    fns[key] = runnable.invoke
+    fns[key] = [runnable.invoke]
     runnables[key] = runnable
+    try:
+        with muted(2):
+            for _ in range(instances - 1):
+                extra = load_runnable(target, runtime, threads=threads, batch_size=batch_size, seed=seed)
+                extra.invoke()
+                fns[key].append(extra.invoke)
+    except Exception as exc:  # noqa: BLE001 - the first instance loaded, so this is unexpected
+        r.status, r.reason = "load failed", f"second instance: {first_line(exc)}"
+        del fns[key], runnables[key]
 
 
-def _reference_fns(results: list[BenchResult], runnables: dict, batch_size: int, seed: int, say: Any) -> dict:
+def _reference_fns(results: list[BenchResult], runnables: dict, batch_size: int, seed: int, say: Any,
+                   instances: int) -> dict:
     """Reference-model callables for each (runtime, threads) that has a loaded result."""
     from edgecnn.bench.reference import reference_model
 
@@ -185,19 +204,49 @@ def _reference_fns(results: list[BenchResult], runnables: dict, batch_size: int,
     if not combos:
         return fns
     say("loading the reference model")
-    target = Target(REFERENCE_NAME, REFERENCE_NAME, keras=reference_model())
+    from edgecnn.bench.reference import reference_artifact
+
+    needs_keras = any(BASE_RUNTIME.get(rt, rt) == "keras" for rt, _ in combos)
+    target = Target(REFERENCE_NAME, REFERENCE_NAME, keras=reference_model() if needs_keras else None,
+                    artifacts={rt: reference_artifact(rt) for rt in ("litert", "onnxruntime")})
     for runtime, threads in combos:
         try:
-            with muted(2):
-                runnable = load_runnable(target, runtime, threads=threads, batch_size=batch_size, seed=seed)
-            runnable.invoke()
-            fns[(REFERENCE_NAME, runtime, threads)] = runnable.invoke
+            invokes = []
+            for _ in range(instances):
+                with muted(2):
+                    runnable = load_runnable(target, runtime, threads=threads, batch_size=batch_size, seed=seed)
+                runnable.invoke()
+                invokes.append(runnable.invoke)
+            fns[(REFERENCE_NAME, runtime, threads)] = invokes
         except Exception as exc:  # noqa: BLE001 - no reference: ratios stay None
             say(f"reference model failed on {runtime}: {first_line(exc)}")
     return fns
 
 
-def _fill_timings(results: list[BenchResult], timings: dict, ref: dict) -> None:
+def _repeats(fn: Any, min_ms: float) -> int:
+    """Calls per timed sample so that a sample lasts at least ``min_ms`` (from the fastest of 3 calls)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, (time.perf_counter() - t0) * 1e3)
+    return max(1, int(np.ceil(min_ms / max(best, 1e-4))))
+
+
+def _looped(fn: Any, n: int, cpu_ms: list) -> Any:
+    """``n`` calls of ``fn``; appends the process CPU time they took (ms) to ``cpu_ms``."""
+    clock = time.process_time
+
+    def run() -> None:
+        c0 = clock()
+        for _ in range(n):
+            fn()
+        cpu_ms.append((clock() - c0) * 1e3)
+
+    return run
+
+
+def _fill_timings(results: list[BenchResult], timings: dict, cpu_ms: dict) -> None:
     firsts: dict = {}
     for r in results:
         t = timings.get((r.model, r.runtime, r.threads))
@@ -207,29 +256,60 @@ def _fill_timings(results: list[BenchResult], timings: dict, ref: dict) -> None:
             t.median_ms, t.p90_ms, t.p99_ms, t.min_ms, t.spread_ms, t.runs)
         r.samples_ms = list(t.samples_ms)
         r.throughput_ips = r.batch_size * 1e3 / t.median_ms if t.median_ms > 0 else None
-        rt = timings.get((REFERENCE_NAME, r.runtime, r.threads))
-        if rt is not None and len(rt.samples_ms) == len(t.samples_ms):
-            r.ratio_to_reference = float(np.median(np.asarray(t.samples_ms) / np.asarray(rt.samples_ms)))
+        key, ref = (r.model, r.runtime, r.threads), (REFERENCE_NAME, r.runtime, r.threads)
+        if ref in cpu_ms and key in cpu_ms and len(cpu_ms[ref]) == len(cpu_ms[key]):
+            r.cpu_ms = float(np.median(cpu_ms[key]))
+            low, low_ref = np.percentile(cpu_ms[key], GATE_PERCENTILE), np.percentile(cpu_ms[ref], GATE_PERCENTILE)
+            r.ratio_to_reference = float(low / low_ref) if low_ref > 0 else None
+            rt = timings[ref]
+            r.wall_ratio_to_reference = float(np.median(np.asarray(t.samples_ms) / np.asarray(rt.samples_ms)))
         first = firsts.setdefault((r.runtime, r.threads), r)
         r.ratio_to_first = r.median_ms / first.median_ms if first.median_ms else None
 
 
-def _time_separately(fns: dict, runs: int, warmup: int, budget_s: Optional[float], exc: Exception,
-                     results: list[BenchResult]) -> dict:
+def _time_all(fns: dict, *, runs: int, warmup: int, budget_s: Optional[float],
+              results: list[BenchResult]) -> tuple[dict, dict]:
+    """Time every instance of every key in one interleaved loop; per key, per round: the mean over instances.
+
+    Returns (key -> Timing of wall ms per call, key -> array of process CPU ms per call, one per round).
+    A callable that raises is dropped (its result becomes ``run failed``) and the rest are timed again.
+    """
     from edgecnn.timing import interleaved
 
-    timings, good = {}, {}
-    for key, fn in fns.items():
+    while fns:
+        flat = {(key, i): fn for key, fs in fns.items() for i, fn in enumerate(fs)}
+        repeats = {k: _repeats(fn, MIN_SAMPLE_MS) for k, fn in flat.items()}
+        cpu: dict = {k: [] for k in flat}
+        looped = {k: _looped(fn, repeats[k], cpu[k]) for k, fn in flat.items()}
+        try:
+            raw = interleaved(looped, runs=runs, warmup=warmup, budget_s=budget_s)
+        except Exception as exc:  # noqa: BLE001 - find the failing key, mark it, time the rest
+            bad = _failing(flat)
+            for r in results:
+                if (r.model, r.runtime, r.threads) in bad:
+                    r.status, r.reason = "run failed", first_line(exc)
+            fns = {k: v for k, v in fns.items() if k not in bad}
+            if not bad:
+                raise
+            continue
+        timings, cpu_ms = {}, {}
+        for key, fs in fns.items():
+            n = raw[(key, 0)].runs
+            wall = np.mean([np.asarray(raw[(key, i)].samples_ms) / repeats[(key, i)] for i in range(len(fs))], axis=0)
+            cpu_ms[key] = np.mean([np.asarray(cpu[(key, i)][-n:]) / repeats[(key, i)] for i in range(len(fs))], axis=0)
+            timings[key] = Timing.of(wall)
+        return timings, cpu_ms
+    return {}, {}
+
+
+def _failing(flat: dict) -> set:
+    bad = set()
+    for (key, _), fn in flat.items():
         try:
             fn()
-            good[key] = fn
-        except Exception as err:  # noqa: BLE001
-            for r in results:
-                if (r.model, r.runtime, r.threads) == key:
-                    r.status, r.reason = "run failed", first_line(err)
-    if good:
-        timings = interleaved(good, runs=runs, warmup=warmup, budget_s=budget_s)
-    return timings
+        except Exception:  # noqa: BLE001
+            bad.add(key)
+    return bad
 
 
 def _accuracy(results: list[BenchResult], targets: list[Target], runnables: dict, data: Any, say: Any) -> None:

@@ -2,9 +2,11 @@
 
 A small fixed CNN (32x32x3 input; strided conv, depthwise-separable block, 3x3 conv, global pooling, dense),
 built in code with seeded weights, so every install has the same one: :data:`REFERENCE_ID` names its
-version. Its time is measured on every (runtime, threads) in the same interleaved rounds as the models;
-a model's ``ratio_to_reference`` is the median over rounds of (model time / reference time) within a
-round. A CI machine twice as slow makes both slower alike; the ratio stays (see docs/ci-latency-gate.md).
+version. Its LiteRT and ONNX artifacts ship with the package (``reference.tflite``, ``reference.onnx``;
+``python -m edgecnn.bench.reference`` rewrites them), so benchmarking artifacts needs no TensorFlow. Its
+time is measured on every (runtime, threads) in the same interleaved rounds as the models, and a model's
+``ratio_to_reference`` divides by it. A CI machine twice as slow makes both slower alike; the ratio stays
+(see docs/ci-latency-gate.md).
 
 Example:
     >>> m = reference_model()
@@ -14,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,9 +45,25 @@ def reference_model() -> Any:
     return model
 
 
+_FILES = {"litert": "reference.tflite", "onnxruntime": "reference.onnx"}
+
+
 @functools.lru_cache(maxsize=4)
 def reference_artifact(runtime: str) -> bytes:
-    """The reference model converted for ``litert`` or ``onnxruntime`` (plain fp32), cached per process."""
+    """The shipped reference artifact for ``litert`` or ``onnxruntime`` (plain fp32 conversion)."""
+    return (Path(__file__).parent / _FILES[runtime]).read_bytes()
+
+
+def write_artifacts() -> list[Path]:
+    """Convert the reference model and write the shipped artifacts (run when the reference changes)."""
+    from edgecnn.files import write_atomic
     from edgecnn.latency import convert
 
-    return convert(reference_model(), runtime=runtime, quantize="none")
+    model = reference_model()
+    return [write_atomic(Path(__file__).parent / name, convert(model, runtime=rt, quantize="none"))
+            for rt, name in _FILES.items()]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for path in write_artifacts():
+        print(f"wrote {path} ({path.stat().st_size} bytes)")

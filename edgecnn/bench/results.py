@@ -25,12 +25,13 @@ class BenchResult:
     """One model on one runtime with one thread count.
 
     Times are milliseconds per call of ``batch_size`` images; ``throughput_ips`` is images per second at the
-    median. ``load_ms`` is the time from artifact bytes (or working model) to the first result, which
+    median. ``cpu_ms`` is the median process CPU time per call. ``load_ms`` is the time from artifact bytes (or working model) to the first result, which
     includes lazy initialisation (XNNPACK weight packing, ``tf.function`` tracing). ``peak_mem_mb`` is the
     rise of the process's resident-memory high-water mark (Linux ``VmHWM``, reset before each load) while
     the runtime loads the artifact and runs it once: native allocations included. ``ratio_to_reference``
-    is the median over rounds of this model's time / the reference model's time in the same round (see
-    docs/ci-latency-gate.md). ``accuracy`` and ``top1_agreement`` (with the Keras model) need ``data``.
+    is this model's 20th-percentile CPU time per call over the interleaved rounds divided by the reference
+    model's, on the same runtime and threads, in the same run; ``wall_ratio_to_reference`` is the median
+    over rounds of the wall-time ratio within a round (see docs/ci-latency-gate.md). ``accuracy`` and ``top1_agreement`` (with the Keras model) need ``data``.
     """
 
     model: str
@@ -54,6 +55,8 @@ class BenchResult:
     top1_agreement: Optional[float] = None
     ratio_to_reference: Optional[float] = None
     ratio_to_first: Optional[float] = None
+    wall_ratio_to_reference: Optional[float] = None
+    cpu_ms: Optional[float] = None
     batch_size: int = 1
     per_layer: Optional[list[dict]] = None
     samples_ms: list[float] = field(default_factory=list, repr=False)

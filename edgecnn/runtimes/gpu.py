@@ -78,17 +78,28 @@ def _ort(provider: str) -> str | None:
 
 
 def _tensorflow() -> str | None:
-    if importlib.util.find_spec("tensorflow") is None:
+    """Without importing TensorFlow when the answer is already clear (no CUDA build, or no device)."""
+    spec = importlib.util.find_spec("tensorflow")
+    if spec is None:
         return "package tensorflow missing"
+    info = os.path.join(os.path.dirname(spec.origin or ""), "python", "platform", "build_info.py")
+    try:
+        with open(info) as f:
+            text = f.read()
+        if "('is_cuda_build', False)" in text:
+            return "this tensorflow build has no CUDA support (install tensorflow[and-cuda])"
+    except OSError:
+        pass
+    device = nvidia_device()
+    if device:
+        return f"TensorFlow is built with CUDA, but {device}"
     from edgecnn._tf import import_tensorflow
 
     import_tensorflow()
     import tensorflow as tf
 
-    if not tf.test.is_built_with_cuda():
-        return f"tensorflow {tf.__version__} is built without CUDA (install tensorflow[and-cuda])"
     if not tf.config.list_physical_devices("GPU"):
-        return "TensorFlow sees no GPU device" + (f" ({nvidia_device()})" if nvidia_device() else "")
+        return "TensorFlow sees no GPU device (CUDA libraries missing? install tensorflow[and-cuda])"
     return None
 
 
@@ -107,7 +118,7 @@ def _litert() -> str | None:
                 "(ICD) is present: no GPU device")
     device = nvidia_device()
     if device and not glob.glob("/dev/dri/renderD*"):
-        return f"no GPU device (/dev/dri render nodes and /dev/nvidia* absent)"
+        return "no GPU device (/dev/dri render nodes and /dev/nvidia* absent)"
     return None
 
 

@@ -1,0 +1,202 @@
+"""edgecnn.bench and `edgecnn bench`: real runtimes (keras tf.function, LiteRT, ONNX Runtime), tiny models."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import small_cnn
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ("median_ms", "p90_ms", "p99_ms", "runs", "size_bytes")
+
+
+@pytest.fixture(scope="module")
+def tiny(tf_keras):
+    """Two tiny working models, "a" and "b" (same architecture and weights, different names)."""
+    import edgecnn
+
+    a = edgecnn.load(small_cnn(tf_keras, name="a"))
+    b = edgecnn.load(small_cnn(tf_keras, name="b", input_shape=(16, 16, 3)))
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny, tmp_path_factory):
+    """A .tflite, a .onnx and a corrupt .tflite of model 'a'."""
+    from edgecnn.latency import convert
+
+    folder = tmp_path_factory.mktemp("artifacts")
+    paths = {"tflite": folder / "a.tflite", "onnx": folder / "a.onnx", "bad": folder / "bad.tflite"}
+    paths["tflite"].write_bytes(convert(tiny[0], runtime="litert"))
+    paths["onnx"].write_bytes(convert(tiny[0], runtime="onnxruntime"))
+    paths["bad"].write_bytes(b"TFL3" + os.urandom(2000))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def labelled(tiny):
+    from edgecnn.data import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 16, 16, 3), dtype=np.float32)
+    y = np.argmax(tiny[0].predict(x, verbose=0), axis=-1)  # labels the Keras model gets right by construction
+    return Dataset(x=x, y=y, class_names=None, source="test arrays")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecnn.cli", "bench", "--quiet", *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+
+
+def test_every_model_runtime_has_the_statistics_and_accuracy(tiny, labelled):
+    import edgecnn.bench
+
+    a, b = tiny
+    report = edgecnn.bench({"a": a, "b": b}, threads=(1, 2), data=labelled, runs=8, warmup=1, progress=False)
+    ok = {(r.model, r.runtime, r.threads): r for r in report.results if r.status == "ok"}
+    tf_threads = next(r.threads for r in report.results if r.runtime == "keras")
+    expected = {(m, rt, t) for m in "ab" for rt in ("litert", "onnxruntime") for t in (1, 2)}
+    expected |= {(m, "keras", tf_threads) for m in "ab"}
+    assert set(ok) == expected
+    for r in ok.values():
+        assert all(getattr(r, f) is not None for f in FIELDS), r
+        assert r.runs == 8 and r.min_ms <= r.median_ms <= r.p90_ms <= r.p99_ms
+        assert r.size_bytes > 0 and 0 < r.gzip_bytes and r.load_ms > 0 and r.peak_mem_mb is not None
+        assert r.ratio_to_reference > 0 and r.throughput_ips == pytest.approx(1e3 / r.median_ms)
+    # The converted fp32 artifacts agree with Keras on every label, which Keras gets right by construction.
+    assert ok[("a", "keras", tf_threads)].accuracy == 1.0
+    assert ok[("a", "litert", 1)].top1_agreement == 1.0 and ok[("a", "onnxruntime", 2)].accuracy == 1.0
+    data = report.as_dict()
+    assert data["reference"] and {f"{rt}|1" for rt in ("litert", "onnxruntime")} <= set(data["reference"])
+    assert json.loads(json.dumps(data))["results"][0]["model"] == "a"
+
+
+def test_artifacts_run_on_their_runtime_and_files_are_untouched(artifacts, tmp_path):
+    import edgecnn.bench
+
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (artifacts["tflite"], artifacts["onnx"])}
+    report = edgecnn.bench([str(artifacts["tflite"]), str(artifacts["onnx"])], runs=5, warmup=1, progress=False,
+                           batch_size=3)
+    got = sorted((r.model, r.runtime, r.status) for r in report.results)
+    assert got == [("a", "litert", "ok"), ("a.onnx", "onnxruntime", "ok")]
+    assert all(r.batch_size == 3 and r.throughput_ips == pytest.approx(3e3 / r.median_ms) for r in report.results)
+    assert report.results[0].size_bytes == artifacts["tflite"].stat().st_size
+    assert all(p.read_bytes() == data and p.stat().st_mtime_ns == mtime for p, (data, mtime) in before.items())
+    out = report.to_markdown(tmp_path / "b.md").read_text()
+    assert "| a | litert | 1 | ok |" in out
+
+
+def test_gpu_runtimes_are_listed_with_a_reason_never_skipped(tiny):
+    import edgecnn.bench
+    from edgecnn.runtimes.gpu import GPU_RUNTIMES
+
+    report = edgecnn.bench({"a": tiny[0]}, runtimes="all", runs=3, warmup=0, progress=False)
+    rows = {r.runtime: r for r in report.results}
+    assert set(GPU_RUNTIMES) <= set(rows) and {g["runtime"] for g in report.gpu} == set(GPU_RUNTIMES)
+    for name in GPU_RUNTIMES:
+        r = rows[name]
+        assert r.status in ("ok", "unavailable", "load failed", "run failed")
+        if r.status != "ok":
+            assert r.reason, name
+    if not any(Path("/dev").glob("nvidia[0-9]*")):
+        assert rows["onnxruntime-cuda"].status == "unavailable" and rows["tensorflow-gpu"].status == "unavailable"
+        assert "device" in rows["tensorflow-gpu"].reason or "CUDA" in rows["tensorflow-gpu"].reason
+
+
+def test_mobile_profile_pins_one_core_and_restores(artifacts):
+    import edgecnn.bench
+
+    before = os.sched_getaffinity(0)
+    report = edgecnn.bench(str(artifacts["tflite"]), profile="mobile-1t", runs=3, warmup=0, progress=False)
+    assert os.sched_getaffinity(0) == before
+    assert len(report.environment["pinned_cores"]) == 1 and report.settings["profile"]["name"] == "mobile-1t"
+    assert "host" in report.environment["label"]
+    assert [(r.runtime, r.threads, r.status) for r in report.results] == [("litert", 1, "ok")]
+
+
+def test_per_layer_top_ops_on_litert_and_onnxruntime(artifacts):
+    import edgecnn.bench
+
+    report = edgecnn.bench([str(artifacts["tflite"]), str(artifacts["onnx"])], per_layer=True, runs=3, warmup=0,
+                           progress=False)
+    for r in report.results:
+        assert r.per_layer, r.runtime
+        types = {o["type"] for o in r.per_layer}
+        assert types & {"CONV_2D", "Conv", "FusedConv", "DELEGATE"}, (r.runtime, types)
+        assert all(o["ms"] >= 0 and 0 <= o["share"] <= 1 for o in r.per_layer)
+        assert [o["ms"] for o in r.per_layer] == sorted((o["ms"] for o in r.per_layer), reverse=True)
+
+
+def test_keras_runtime_is_a_compiled_function_matching_predict(tiny):
+    from edgecnn.runtimes.keras import KerasSession
+
+    x = np.random.default_rng(1).random((5, 16, 16, 3), dtype=np.float32)
+    session = KerasSession(tiny[1])
+    assert session._fn.__class__.__name__ == "Function"  # a tf.function, traced once to a graph
+    np.testing.assert_allclose(session.run(x, batch_size=2)[0], tiny[1].predict(x, verbose=0), atol=1e-5)
+
+
+def test_cli_json_gate_pass_regression_and_junit(artifacts, tmp_path):
+    base = tmp_path / "base.json"
+    done = _cli(f"m={artifacts['tflite']}", "--runs", "10", "--json", str(base))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(base.read_text())
+    row = data["results"][0]
+    assert (row["model"], row["runtime"], row["threads"]) == ("m", "litert", 1)
+    assert all(row[f] is not None for f in FIELDS) and row["ratio_to_reference"] > 0
+    # A baseline twice as slow: this run passes. A baseline twice as fast: a regression, exit 1, named.
+    for factor, code in ((2.0, 0), (0.5, 1)):
+        edited = dict(data, results=[dict(row, ratio_to_reference=row["ratio_to_reference"] * factor)])
+        path = tmp_path / f"base_{factor}.json"
+        path.write_text(json.dumps(edited))
+        junit = tmp_path / f"gate_{factor}.xml"
+        done = _cli(f"m={artifacts['tflite']}", "--runs", "10", "--baseline", str(path), "--max-regression", "10",
+                    "--junit", str(junit))
+        assert done.returncode == code, done.stdout + done.stderr
+        xml = junit.read_text()
+        assert 'name="m[litert,threads=1]"' in xml and ("<failure" in xml) == (code == 1)
+        if code == 1:
+            assert "m on litert (1 thread(s))" in done.stderr and "vs baseline" in done.stderr
+
+
+def test_cli_bad_input_exits_2_with_one_line(artifacts, tmp_path):
+    base = tmp_path / "base.json"
+    assert _cli(f"m={artifacts['tflite']}", "--runs", "3", "--json", str(base)).returncode == 0
+    other = json.loads(base.read_text())
+    other["results"][0]["model"] = "someone_else"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    (tmp_path / "broken.json").write_text('{"results": [1, 2')
+    (tmp_path / "wrong.json").write_text('{"models": []}')
+    out = tmp_path / "never.json"
+    cases = {
+        "artifact that does not load": ([str(artifacts["bad"]), "--json", str(out)], "bad"),
+        "unknown runtime": ([str(artifacts["tflite"]), "--runtime", "litert,tpu"], "tpu"),
+        "baseline from another model set": ([f"m={artifacts['tflite']}", "--baseline", str(tmp_path / "other.json")],
+                                            "another model set"),
+        "baseline not JSON": ([f"m={artifacts['tflite']}", "--baseline", str(tmp_path / "broken.json")], "not JSON"),
+        "baseline without results": ([f"m={artifacts['tflite']}", "--baseline", str(tmp_path / "wrong.json")],
+                                     "malformed"),
+    }
+    for name, (args, needle) in cases.items():
+        done = _cli("--runs", "3", *args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, (name, done.stderr)
+        assert len(lines) == 1 and lines[0].startswith("edgecnn: error:") and needle in lines[0], (name, lines)
+    assert not out.exists() and not list(tmp_path.glob(".never*"))
+
+
+def test_python_api_errors_are_typed(tiny):
+    import edgecnn.bench
+    from edgecnn.errors import EdgecnnError
+
+    for kwargs in ({"runtimes": "litert,nope"}, {"threads": "0"}, {"batch_size": 0}, {"profile": "mobile-9t"}):
+        with pytest.raises(EdgecnnError):
+            edgecnn.bench({"a": tiny[0]}, runs=2, progress=False, **kwargs)
+    with pytest.raises(EdgecnnError, match="not found"):
+        edgecnn.bench("missing_model.tflite", progress=False)
