@@ -239,3 +239,13 @@ def test_budget_back_off_then_exit_1_when_it_cannot_be_met(capsys, tmp_path, dig
     assert code == 1 and "accuracy budget not met" in out
     assert report["budget"]["met"] is False and "budget 0.0" in report["budget"]["why"]
     assert list((tmp_path / "b").glob("*.tflite"))  # the artifacts are still written, the report says why
+
+
+def test_json_flag_prints_only_the_report(capsys, tmp_path, digits_cnn):
+    recipe = _recipe_file(tmp_path, **{"rewrite.enabled": False, "prune.enabled": False})
+    code, out, err = _run(capsys, "compress", str(digits_cnn), "-o", str(tmp_path / "out"), "--recipe", recipe,
+                          "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["tool"] == "edgecnn compress" and report["target"] == "litert-int8"
+    assert report == json.loads((tmp_path / "out" / "report.json").read_text())

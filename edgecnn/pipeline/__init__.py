@@ -125,9 +125,12 @@ def compress(
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
                  "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed}
     rec = load_recipe(recipe, overrides=overrides)
-    if rec["runtime_profile"] and rec["runtime_profile"] not in S.PROFILES:
-        raise EdgecnnError(f"unknown runtime profile {rec['runtime_profile']!r}: Expected one of "
-                           f"{', '.join(S.PROFILES)}. Received: {rec['runtime_profile']!r}")
+    if rec["runtime_profile"]:
+        from edgecnn.profiles import PROFILES
+
+        if rec["runtime_profile"] not in PROFILES:
+            raise EdgecnnError(f"unknown runtime profile {rec['runtime_profile']!r}: Expected one of "
+                               f"{', '.join(PROFILES)}. Received: {rec['runtime_profile']!r}")
     source, name, sha = _source(model)
     if outdir is None:
         base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()

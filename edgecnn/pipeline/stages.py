@@ -8,7 +8,6 @@ runtime as it is written, and ``validate`` checks the accuracy budget, which may
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -22,22 +21,19 @@ class BudgetExceeded(Exception):
     """Internal: the compressed artifact lost more accuracy than the budget allows."""
 
 
-PROFILES = {"mobile-1t": {"threads": 1, "pin": True}, "mobile-4t": {"threads": 4, "pin": False}}
-
-
 @contextlib.contextmanager
 def pinned(profile: str) -> Iterator[int]:
-    """Run the block with the profile's threads; ``mobile-1t`` also pins the process to one core."""
-    spec = PROFILES.get(profile or "", {"threads": 1, "pin": False})
-    old = None
-    if spec["pin"] and hasattr(os, "sched_setaffinity"):
-        old = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {min(old)})
-    try:
-        yield int(spec["threads"])
-    finally:
-        if old is not None:
-            os.sched_setaffinity(0, old)
+    """Run the block as the runtime profile says (``edgecnn.profiles``): yields its thread count; ``mobile-1t``
+    pins the process to one core. No profile: one thread, no pinning."""
+    from edgecnn.profiles import get_profile
+    from edgecnn.profiles import pinned as pin
+
+    if not profile:
+        yield 1
+        return
+    spec = get_profile(profile)
+    with pin(spec.cores):
+        yield int(spec.threads[0])
 
 
 def _accuracy(model: Any, data: Any) -> Optional[float]:
