@@ -249,3 +249,20 @@ def test_json_flag_prints_only_the_report(capsys, tmp_path, digits_cnn):
     report = json.loads(out)
     assert report["tool"] == "edgecnn compress" and report["target"] == "litert-int8"
     assert report == json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+@pytest.mark.parametrize("preset", ["tiny", "gpu"])
+def test_other_presets_run_end_to_end(tmp_path, digits_cnn, preset):
+    recipe = _recipe_file(tmp_path, base=preset, **{"finetune.epochs": 1, "max_accuracy_drop": 100.0})
+    report = compress(str(digits_cnn), outdir=tmp_path / preset, data="digits", recipe=recipe, quiet=True).report
+    target = load_recipe(preset)["target"]
+    assert report["target"] == target
+    art = report["artifacts"][0]
+    assert art["format"] == ("tflite" if target.startswith("litert") else "onnx")
+    assert art["validation"]["accuracy"] is not None
+    runtime = "litert" if target.startswith("litert") else "onnxruntime"
+    assert report["compressed"]["latency_ms"][runtime] > 0
+    kinds = {c["kind"] for c in report["plan"]["candidates"]}
+    assert "separable" not in kinds  # neither preset rewrites convs to separable
+    if preset == "gpu":
+        assert "float-layer" not in kinds  # float first convs are a LiteRT int8 matter
