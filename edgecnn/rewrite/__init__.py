@@ -299,6 +299,12 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         notes.append(NO_DATA_NOTE)
         return result
     result.accuracy_before = _accuracy(model, test)
+    if plans:
+        from edgecnn.distill import recalibrate_batchnorm
+
+        count = recalibrate_batchnorm(new, train.x, batch_size=batch_size)
+        if count:
+            notes.append(f"BatchNormalization statistics of {count} layer(s) re-estimated on the training data")
     if epochs > 0 and plans:
         from edgecnn.distill import distill
 
