@@ -1,0 +1,68 @@
+"""edgecnn prune: output file, tables, and bad input (one line on stderr, exit 2, nothing written, input intact)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import small_cnn
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tf_keras):
+    d = tmp_path_factory.mktemp("prune_cli")
+    small_cnn(tf_keras).save(d / "small.h5", save_format="h5")
+    inp = tf_keras.Input((8, 8, 3))
+    flat = tf_keras.Model(inp, tf_keras.layers.Dense(3)(tf_keras.layers.GlobalAveragePooling2D()(inp)))
+    flat.save(d / "nothing.h5", save_format="h5")
+    return d
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "channels", "--sparsity", "1.0"], r"Expected a fraction in [0, 1). Received: 1.0"),
+    (["--method", "magnitude", "--sparsity", "-0.2"], r"Expected a fraction in [0, 1). Received: -0.2"),
+    (["--method", "lottery"], "unknown pruning method 'lottery'"),
+    (["--method", "channels", "--layer-sparsity", "conv"], "Expected GLOB=RATIO"),
+    (["--method", "channels", "--epochs", "2"], "fine-tuning needs data"),
+])
+def test_bad_options(files, args, message):
+    src = files / "small.h5"
+    before, mtime = src.read_bytes(), src.stat().st_mtime_ns
+    out = files / "out_bad.keras"
+    r = _cli("prune", src, "-o", out, *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgecnn: error:") and message in lines[0], r.stderr
+    assert not out.exists() and not list(files.glob(".out_bad*"))
+    assert src.read_bytes() == before and src.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("method", ["channels", "magnitude"])
+def test_nothing_prunable(files, method):
+    src = files / "nothing.h5"
+    before = src.read_bytes()
+    out = files / f"nothing_{method}.keras"
+    r = _cli("prune", src, "--method", method, "--sparsity", "0.5", "-o", out)
+    assert r.returncode == 2 and "nothing to prune" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists() and src.read_bytes() == before
+
+
+def test_channels_writes_a_smaller_model(files, tf_keras):
+    import edgecnn
+
+    src = files / "small.h5"
+    out = files / "small_pruned.keras"
+    r = _cli("prune", src, "--method", "channels", "--sparsity", "0.5", "--round-to", "4", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "channel groups" in r.stdout and "params: 1,293 ->" in r.stdout
+    pruned = edgecnn.load(out)
+    assert pruned.get_layer("stem").filters == 4 and pruned.get_layer("sep").filters == 8
+    assert pruned.output_shape == (None, 5)
