@@ -278,7 +278,8 @@ def bench(
     check_runtimes(runtime)  # fail fast, before loading models
     base = load_baseline(baseline) if baseline is not None else None
     report = run_bench(models, runtimes=runtime, threads=threads, data=data, batch_size=batch_size, runs=runs,
-                       warmup=warmup, budget_s=budget_s, profile=profile, per_layer=per_layer, progress=not quiet)
+                       warmup=warmup, budget_s=budget_s, profile=profile, per_layer=per_layer, progress=not quiet,
+                       against=base)
     print_bench(report)
     failed = [r for r in report.results if r.status in ("load failed", "run failed")]
     if failed:

@@ -62,6 +62,8 @@ def interleaved(
     warmup: int = 5,
     budget_s: Optional[float] = None,
     min_runs: int = 5,
+    shuffle: bool = False,
+    seed: int = 0,
 ) -> dict[str, Timing]:
     """Time each callable ``runs`` times, round-robin, after ``warmup`` untimed rounds.
 
@@ -71,6 +73,8 @@ def interleaved(
         warmup: untimed rounds first.
         budget_s: stop early once this many seconds of timed rounds have passed (at least ``min_runs``).
         min_runs: the fewest rounds a time budget may cut to.
+        shuffle: a fresh random order every round (seeded by ``seed``) instead of alternating forward and
+            backward, so no callable keeps the same neighbours (cache state left by the one before it).
 
     Returns:
         name -> Timing, in the order of ``fns``.
@@ -84,10 +88,11 @@ def interleaved(
         for n in names:
             fns[n]()
     samples: dict[str, list[float]] = {n: [] for n in names}
+    rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for r in range(runs):
         # Alternate the order every round so no callable always runs right after the same neighbour.
-        order = names if r % 2 == 0 else names[::-1]
+        order = [names[i] for i in rng.permutation(len(names))] if shuffle else names if r % 2 == 0 else names[::-1]
         for n in order:
             t0 = time.perf_counter()
             fns[n]()

@@ -40,6 +40,17 @@ def artifacts(tiny, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def heavy(tf_keras, tmp_path_factory):
+    """Model 'a' at 4x the input area (about 4x the work) as a .tflite."""
+    import edgecnn
+    from edgecnn.latency import convert
+
+    path = tmp_path_factory.mktemp("heavy") / "heavy.tflite"
+    path.write_bytes(convert(edgecnn.load(small_cnn(tf_keras, name="a", input_shape=(32, 32, 3))), runtime="litert"))
+    return path
+
+
+@pytest.fixture(scope="module")
 def labelled(tiny):
     from edgecnn.data import Dataset
 
@@ -150,9 +161,9 @@ def test_cli_json_gate_pass_regression_and_junit(artifacts, tmp_path):
     row = data["results"][0]
     assert (row["model"], row["runtime"], row["threads"]) == ("m", "litert", 1)
     assert all(row[f] is not None for f in FIELDS) and row["ratio_to_reference"] > 0
-    # A baseline twice as slow: this run passes. A baseline twice as fast: a regression, exit 1, named.
+    # A baseline (from elsewhere: no files to re-measure) twice as slow passes; twice as fast is a regression.
     for factor, code in ((2.0, 0), (0.5, 1)):
-        edited = dict(data, results=[dict(row, ratio_to_reference=row["ratio_to_reference"] * factor)])
+        edited = dict(data, results=[dict(row, ratio_to_reference=row["ratio_to_reference"] * factor, source=None)])
         path = tmp_path / f"base_{factor}.json"
         path.write_text(json.dumps(edited))
         junit = tmp_path / f"gate_{factor}.xml"
@@ -163,6 +174,19 @@ def test_cli_json_gate_pass_regression_and_junit(artifacts, tmp_path):
         assert 'name="m[litert,threads=1]"' in xml and ("<failure" in xml) == (code == 1)
         if code == 1:
             assert "m on litert (1 thread(s))" in done.stderr and "vs baseline" in done.stderr
+            assert "reference model)" in done.stderr
+
+
+def test_gate_measures_the_baseline_file_in_the_same_run(artifacts, heavy, tmp_path):
+    base = tmp_path / "base.json"
+    assert _cli(f"m={artifacts['tflite']}", "--runs", "10", "--json", str(base)).returncode == 0
+    same = _cli(f"m={artifacts['tflite']}", "--runs", "10", "--baseline", str(base), "--max-regression", "50",
+                "--json", str(tmp_path / "now.json"))
+    assert same.returncode == 0 and "same run" in same.stdout, same.stdout + same.stderr
+    now = json.loads((tmp_path / "now.json").read_text())
+    assert [r["model"] for r in now["baseline_results"]] == ["baseline:m"]
+    slower = _cli(f"m={heavy}", "--runs", "10", "--baseline", str(base), "--max-regression", "50")
+    assert slower.returncode == 1 and "same run" in slower.stderr, slower.stdout + slower.stderr
 
 
 def test_cli_bad_input_exits_2_with_one_line(artifacts, tmp_path):

@@ -40,12 +40,15 @@ class Comparison:
     current_ms: Optional[float]
     change_pct: float
     regressed: bool
+    method: str = "reference model"  # or "same run": the baseline's file measured beside the model
 
     def describe(self) -> str:
-        ms = (f"; {self.baseline_ms:.3f} ms in the baseline run, {self.current_ms:.3f} ms now"
+        where = "baseline measured in this run" if self.method == "same run" else "in the baseline run"
+        ms = (f"; median {self.baseline_ms:.3f} ms {where}, {self.current_ms:.3f} ms now"
               if self.baseline_ms is not None and self.current_ms is not None else "")
         return (f"{self.model} on {self.runtime} ({self.threads} thread(s)): {self.change_pct:+.1f}% vs baseline "
-                f"(time/reference {self.baseline_ratio:.3f} -> {self.current_ratio:.3f}{ms})")
+                f"(CPU time / reference model {self.baseline_ratio:.3f} -> {self.current_ratio:.3f}{ms}; "
+                f"{self.method})")
 
 
 @dataclass
@@ -97,6 +100,15 @@ def load_baseline(baseline: Any) -> dict:
     return data
 
 
+def check_model_set(baseline: dict, models: list[str]) -> None:
+    """Raise InputFileError unless the baseline measured exactly these model names."""
+    base_models = sorted({r["model"] for r in baseline["results"]})
+    now_models = sorted(set(models))
+    if base_models != now_models:
+        raise InputFileError(f"baseline is from another model set: Expected models {', '.join(now_models)}. "
+                             f"Received: {', '.join(base_models) or 'none'}")
+
+
 def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: float = 10) -> GateResult:
     """Compare ``report`` (a BenchReport) with a baseline bench JSON (path or dict).
 
@@ -115,11 +127,7 @@ def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: 
     if max_regression_pct < 0:
         raise InputFileError(f"bad --max-regression: Expected a percentage >= 0. Received: {max_regression_pct}")
     base = load_baseline(baseline_json)
-    base_models = sorted({r["model"] for r in base["results"]})
-    now_models = sorted({r.model for r in report.results})
-    if base_models != now_models:
-        raise InputFileError(f"baseline is from another model set: Expected models {', '.join(now_models)}. "
-                             f"Received: {', '.join(base_models) or 'none'}")
+    check_model_set(base, [r.model for r in report.results])
     ref_now = (report.settings or {}).get("reference")
     ref_base = (base.get("settings") or {}).get("reference")
     if not ref_now:
@@ -127,16 +135,26 @@ def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: 
     if ref_base != ref_now:
         raise InputFileError(f"baseline measured another reference model: Expected {ref_now!r}. Received: {ref_base!r}")
     by_key = {(r["model"], r["runtime"], int(r["threads"])): r for r in base["results"]}
+    from edgecnn.bench.targets import BASELINE_PREFIX
+
+    same_run = {(r.model[len(BASELINE_PREFIX):], r.runtime, r.threads): r for r in report.baseline_results
+                if r.status == "ok" and r.ratio_to_reference}
     comparisons = []
     for r in report.results:
-        b = by_key.get((r.model, r.runtime, r.threads))
-        if r.status != "ok" or b is None or b.get("status", "ok") != "ok" or not b.get("ratio_to_reference") \
-                or not r.ratio_to_reference:
+        key = (r.model, r.runtime, r.threads)
+        b = by_key.get(key)
+        if r.status != "ok" or b is None or b.get("status", "ok") != "ok" or not r.ratio_to_reference:
             continue
-        change = 100.0 * (r.ratio_to_reference / float(b["ratio_to_reference"]) - 1.0)
-        comparisons.append(Comparison(r.model, r.runtime, r.threads, float(b["ratio_to_reference"]),
-                                      r.ratio_to_reference, b.get("median_ms"), r.median_ms, round(change, 2),
-                                      change > max_regression_pct))
+        if key in same_run:  # the baseline's own file, measured in this run's rounds
+            base_ratio, method = same_run[key].ratio_to_reference, "same run"
+            base_ms = same_run[key].median_ms
+        elif b.get("ratio_to_reference"):
+            base_ratio, method, base_ms = float(b["ratio_to_reference"]), "reference model", b.get("median_ms")
+        else:
+            continue
+        change = 100.0 * (r.ratio_to_reference / base_ratio - 1.0)
+        comparisons.append(Comparison(r.model, r.runtime, r.threads, base_ratio, r.ratio_to_reference, base_ms,
+                                      r.median_ms, round(change, 2), change > max_regression_pct, method))
     if not comparisons:
         raise InputFileError("baseline shares no measured (model, runtime, threads) with this run: Expected "
                              f"{', '.join(sorted(r.key for r in report.ok)) or 'none'}. Received: "

@@ -32,6 +32,7 @@ DEFAULT_WARMUP = 10
 # and call overhead and sub-microsecond jitter do not dominate the figures.
 MIN_SAMPLE_MS = 2.0
 DEFAULT_INSTANCES = 3
+SHUFFLE = True
 # ratio_to_reference: the 20th percentile of process CPU ms per call over rounds, model / reference. CPU time
 # leaves out the time a busy machine keeps the process waiting for a core; a low percentile leaves out rounds
 # that other processes' cache and frequency effects slowed (interference only ever adds time).
@@ -53,6 +54,7 @@ def bench(
     progress: bool = True,
     reference: bool = True,
     instances: int = DEFAULT_INSTANCES,
+    against: Any = None,
     seed: int = 0,
 ) -> BenchReport:
     """Measure latency, throughput, load time, memory, size and accuracy of models on runtimes.
@@ -82,7 +84,9 @@ def bench(
         instances: sessions loaded per (model, runtime, threads), all timed in the same rounds; each round's
             figure is their mean. Two sessions of one artifact can differ by several percent for their
             whole life (memory placement), so more than one keeps that out of the gate.
-        seed: seed of the random timing inputs.
+        against: a baseline bench JSON (path or dict) for :func:`compare_to_baseline`: the baseline's files
+            that are still on disk unchanged are measured in the same rounds (``report.baseline_results``).
+        seed: seed of the random timing inputs and of the round order.
 
     Returns:
         A :class:`BenchReport`.
@@ -110,6 +114,13 @@ def bench(
         raise EdgecnnError(f"bad runs/warmup: Expected runs >= 1 and warmup >= 0. Received: {runs}, {warmup}")
     say = _sayer(progress)
     targets = resolve(models)
+    if against is not None:
+        from edgecnn.bench.gate import check_model_set, load_baseline
+        from edgecnn.bench.targets import baseline_targets
+
+        base = load_baseline(against)
+        check_model_set(base, [t.name for t in targets])
+        targets += baseline_targets(base, names)
     from edgecnn.runtimes.gpu import GPU_RUNTIMES, detect, detect_all
 
     gpu = [g.as_dict() for g in detect_all()]
@@ -123,7 +134,8 @@ def bench(
                     if not target.runs_on(runtime):
                         continue
                     r = BenchResult(model=target.name, artifact=target.artifact_label(runtime), runtime=runtime,
-                                    threads=t, status="ok", batch_size=int(batch_size))
+                                    threads=t, status="ok", batch_size=int(batch_size), source=target.path,
+                                    source_sha256=target.sha256)
                     results.append(r)
                     if gpu_state is not None and not gpu_state.available:
                         r.status, r.reason = "unavailable", gpu_state.reason
@@ -133,8 +145,13 @@ def bench(
         ref = _reference_fns(results, runnables, int(batch_size), seed, say, instances) if reference else {}
         fns.update(ref)
         say(f"timing {sum(map(len, fns.values()))} sessions interleaved: {runs} rounds after {warmup} warm-up")
-        timings, cpu_ms = _time_all(fns, runs=runs, warmup=warmup, budget_s=budget_s, results=results)
+        timings, cpu_ms = _time_all(fns, runs=runs, warmup=warmup, budget_s=budget_s, results=results, seed=seed)
         _fill_timings(results, timings, cpu_ms)
+        from edgecnn.bench.targets import BASELINE_PREFIX
+
+        baseline_results = [r for r in results if r.model.startswith(BASELINE_PREFIX)]
+        results = [r for r in results if not r.model.startswith(BASELINE_PREFIX)]
+        targets = [t for t in targets if not t.name.startswith(BASELINE_PREFIX)]
         if per_layer:
             from edgecnn.bench.perlayer import top_ops
 
@@ -150,9 +167,12 @@ def bench(
     env = {"label": HOST_LABEL, "cpu": _cpu(), "cores": len(os.sched_getaffinity(0)), "pinned_cores": list(cores),
            "python": sys.version.split()[0], "platform": platform.platform()}
     settings = {"runtimes": names, "threads": counts, "batch_size": int(batch_size), "runs": runs, "warmup": warmup,
-                "budget_s": budget_s, "instances": instances, "min_sample_ms": MIN_SAMPLE_MS, "profile": prof.as_dict() if prof else None, "reference": REFERENCE_ID
-                if reference else None, "data": getattr(data, "source", data) if data is not None else None}
-    return BenchReport(results=results, reference=reference_info, environment=env, settings=settings, gpu=gpu)
+                "budget_s": budget_s, "instances": instances, "min_sample_ms": MIN_SAMPLE_MS, "order": "shuffled rounds",
+                "gate_statistic": f"p{GATE_PERCENTILE} process CPU ms per call",
+                "profile": prof.as_dict() if prof else None, "reference": REFERENCE_ID if reference else None,
+                "data": getattr(data, "source", data) if data is not None else None}
+    return BenchReport(results=results, reference=reference_info, environment=env, settings=settings, gpu=gpu,
+                       baseline_results=baseline_results)
 
 
 def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size: int, seed: int,
@@ -268,7 +288,7 @@ def _fill_timings(results: list[BenchResult], timings: dict, cpu_ms: dict) -> No
 
 
 def _time_all(fns: dict, *, runs: int, warmup: int, budget_s: Optional[float],
-              results: list[BenchResult]) -> tuple[dict, dict]:
+              results: list[BenchResult], seed: int = 0) -> tuple[dict, dict]:
     """Time every instance of every key in one interleaved loop; per key, per round: the mean over instances.
 
     Returns (key -> Timing of wall ms per call, key -> array of process CPU ms per call, one per round).
@@ -282,7 +302,7 @@ def _time_all(fns: dict, *, runs: int, warmup: int, budget_s: Optional[float],
         cpu: dict = {k: [] for k in flat}
         looped = {k: _looped(fn, repeats[k], cpu[k]) for k, fn in flat.items()}
         try:
-            raw = interleaved(looped, runs=runs, warmup=warmup, budget_s=budget_s)
+            raw = interleaved(looped, runs=runs, warmup=warmup, budget_s=budget_s, shuffle=SHUFFLE, seed=seed)
         except Exception as exc:  # noqa: BLE001 - find the failing key, mark it, time the rest
             bad = _failing(flat)
             for r in results:

@@ -58,6 +58,8 @@ class BenchResult:
     wall_ratio_to_reference: Optional[float] = None
     cpu_ms: Optional[float] = None
     batch_size: int = 1
+    source: Optional[str] = None
+    source_sha256: Optional[str] = None
     per_layer: Optional[list[dict]] = None
     samples_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -81,6 +83,7 @@ class BenchReport:
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     gpu: list[dict] = field(default_factory=list)
+    baseline_results: list[BenchResult] = field(default_factory=list)  # the baseline's files, measured now
 
     def result(self, model: str, runtime: str, threads: int) -> Optional[BenchResult]:
         """The result of one (model, runtime, threads), or None."""
@@ -96,7 +99,8 @@ class BenchReport:
     def as_dict(self, *, samples: bool = False) -> dict:
         return {"schema": SCHEMA, "settings": self.settings, "environment": self.environment,
                 "reference": self.reference, "gpu": self.gpu,
-                "results": [r.as_dict(samples=samples) for r in self.results]}
+                "results": [r.as_dict(samples=samples) for r in self.results],
+                "baseline_results": [r.as_dict(samples=samples) for r in self.baseline_results]}
 
     def to_json(self, path: str | Path, *, samples: bool = False) -> Path:
         """Write :meth:`as_dict` as JSON, atomically."""
@@ -146,8 +150,9 @@ class BenchReport:
     def from_dict(cls, d: dict) -> "BenchReport":
         names = set(BenchResult.__dataclass_fields__)
         results = [BenchResult(**{k: v for k, v in r.items() if k in names}) for r in d.get("results", [])]
+        base = [BenchResult(**{k: v for k, v in r.items() if k in names}) for r in d.get("baseline_results", [])]
         return cls(results=results, reference=d.get("reference", {}), environment=d.get("environment", {}),
-                   settings=d.get("settings", {}), gpu=d.get("gpu", []))
+                   settings=d.get("settings", {}), gpu=d.get("gpu", []), baseline_results=base)
 
 
 def _f(v: Optional[float], digits: int) -> str:

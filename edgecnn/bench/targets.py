@@ -41,6 +41,8 @@ class Target:
     converted: dict[str, Any] = field(default_factory=dict)  # base runtime -> bytes or the conversion error
     keras_bytes: Optional[int] = None
     keras_gzip: Optional[int] = None
+    path: Optional[str] = None  # the file it came from (absolute), None for live models
+    sha256: Optional[str] = None  # of that file (a folder: None)
 
     def runs_on(self, runtime: str) -> bool:
         base = BASE_RUNTIME.get(runtime, runtime)
@@ -80,6 +82,36 @@ class Target:
             return self.keras_bytes, self.keras_gzip
         data = self.artifact(runtime)
         return len(data), len(gzip.compress(data, 9))
+
+
+def file_sha256(path: Path) -> Optional[str]:
+    """SHA-256 of a file's bytes (None for a folder)."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def baseline_targets(baseline: dict, runtimes: list[str]) -> list[Target]:
+    """Targets for the baseline's own files, when they are still on disk unchanged (same SHA-256).
+
+    They are measured in the same rounds as the models, so the gate can compare each model with its
+    baseline directly; rows whose file is gone or changed fall back to the reference-model ratio.
+    """
+    out, seen = [], set()
+    for row in baseline.get("results", []):
+        path, sha, model = row.get("source"), row.get("source_sha256"), row.get("model")
+        if model in seen or not path or not sha or row.get("status", "ok") != "ok" or row.get("runtime") not in runtimes:
+            continue
+        p = Path(path)
+        if not p.is_file() or file_sha256(p) != sha:
+            continue
+        seen.add(model)
+        target = _target(f"{BASELINE_PREFIX}{model}", str(p))
+        out.append(target)
+    return out
+
+
+BASELINE_PREFIX = "baseline:"
 
 
 def parse_list(text: str | Iterable[Any]) -> list:
@@ -142,8 +174,9 @@ def _target(name: Optional[str], model: Any) -> Target:
         if path.is_file() and path.stat().st_size == 0:
             raise InputFileError(f"empty file: Expected a model file or artifact. Received: {path} (0 bytes)")
         suffix = path.suffix.lower()
+        where = {"path": str(path), "sha256": file_sha256(path)}
         if suffix in ARTIFACT_RUNTIME:
-            return Target(name or path.stem, str(path), artifacts={ARTIFACT_RUNTIME[suffix]: path.read_bytes()})
+            return Target(name or path.stem, str(path), artifacts={ARTIFACT_RUNTIME[suffix]: path.read_bytes()}, **where)
         if not path.is_dir() and suffix not in (".h5", ".hdf5", ".keras"):
             raise InputFileError(f"cannot benchmark {path.name}: Expected .h5, .keras, a SavedModel folder, .tflite, "
                                  f".onnx or .ort. Received: {suffix or 'no suffix'}")
@@ -152,7 +185,7 @@ def _target(name: Optional[str], model: Any) -> Target:
         working = edgecnn.load(str(path))
         raw = path.read_bytes() if path.is_file() else None
         return Target(name or path.stem, str(path), keras=working, keras_bytes=len(raw) if raw else None,
-                      keras_gzip=len(gzip.compress(raw, 9)) if raw else None)
+                      keras_gzip=len(gzip.compress(raw, 9)) if raw else None, **where)
     if isinstance(model, (bytes, bytearray)):
         raise EdgecnnError("artifact bytes are ambiguous: Expected a path (its suffix names the runtime) or a model. "
                            "Received: bytes")
