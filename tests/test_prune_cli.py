@@ -1,19 +1,24 @@
 """edgecnn prune: output file, tables, and bad input (one line on stderr, exit 2, nothing written, input intact)."""
 from __future__ import annotations
 
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import pytest
 
+from edgecnn.cli import main
+
 from conftest import small_cnn
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
+@pytest.fixture
+def _cli(capsys):
+    def run(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=exit_info.value.code, stdout=out, stderr=err)
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,7 @@ def files(tmp_path_factory, tf_keras):
     (["--method", "channels", "--layer-sparsity", "conv"], "Expected GLOB=RATIO"),
     (["--method", "channels", "--epochs", "2"], "fine-tuning needs data"),
 ])
-def test_bad_options(files, args, message):
+def test_bad_options(_cli, files, args, message):
     src = files / "small.h5"
     before, mtime = src.read_bytes(), src.stat().st_mtime_ns
     out = files / "out_bad.keras"
@@ -46,7 +51,7 @@ def test_bad_options(files, args, message):
 
 
 @pytest.mark.parametrize("method", ["channels", "magnitude"])
-def test_nothing_prunable(files, method):
+def test_nothing_prunable(_cli, files, method):
     src = files / "nothing.h5"
     before = src.read_bytes()
     out = files / f"nothing_{method}.keras"
@@ -55,7 +60,7 @@ def test_nothing_prunable(files, method):
     assert not out.exists() and src.read_bytes() == before
 
 
-def test_channels_writes_a_smaller_model(files, tf_keras):
+def test_channels_writes_a_smaller_model(_cli, files, tf_keras):
     import edgecnn
 
     src = files / "small.h5"
