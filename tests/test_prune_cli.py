@@ -71,3 +71,23 @@ def test_channels_writes_a_smaller_model(_cli, files, tf_keras):
     pruned = edgecnn.load(out)
     assert pruned.get_layer("stem").filters == 4 and pruned.get_layer("sep").filters == 8
     assert pruned.output_shape == (None, 5)
+
+
+def test_analyze_json_on_trained_mnist(_cli, tmp_path):
+    import json
+
+    from conftest import MODELS
+
+    out = tmp_path / "mnist_channels.h5"
+    r = _cli("prune", MODELS / "mnist_cnn.h5", "--method", "channels", "--sparsity", "0.5", "--data", "digits",
+             "--analyze", "--json", "-o", out)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [row["name"] for row in report["layers"]] == ["conv1", "conv2", "dense1"]
+    assert [row["channels_after"] for row in report["layers"]] == [16, 32, 128]
+    assert report["params_after"] < 0.3 * report["params_before"]
+    assert abs(report["accuracy_before"] - 0.975) < 1e-6 and 0 <= report["accuracy_after"] <= 1
+    groups = {(row["group"], row["ratio"]) for row in report["sensitivity"]}
+    assert groups == {(g, r) for g in ("conv1", "conv2", "dense1") for r in (0.25, 0.5, 0.75)}
+    assert all(row["baseline"] == report["accuracy_before"] for row in report["sensitivity"])
+    assert out.exists()
