@@ -63,7 +63,8 @@ def _trace_pass(node: Any, g: Any) -> None:
 
 def _trace_produce(node: Any, g: Any) -> None:
     layer = node.layer
-    if int(getattr(layer, "groups", 1) or 1) != 1 or g.shared(layer):
+    if (int(getattr(layer, "groups", 1) or 1) != 1 or g.shared(layer)
+            or getattr(layer, "data_format", "channels_last") == "channels_first"):
         _trace_block(node, g)
         return
     for t in node.inputs:
@@ -90,7 +91,7 @@ def _trace_bn(node: Any, g: Any) -> None:
 
 
 def _trace_depthwise(node: Any, g: Any) -> None:
-    if g.shared(node.layer):
+    if g.shared(node.layer) or getattr(node.layer, "data_format", "channels_last") == "channels_first":
         _trace_block(node, g)
         return
     m = int(node.layer.depth_multiplier)
