@@ -207,3 +207,12 @@ def test_sensitivity_rows(tf_keras):
     assert [(r["group"], r["ratio"]) for r in rows] == [("stem", 0.5), ("stem", 0.75), ("sep", 0.5), ("sep", 0.75)]
     assert all(abs(r["drop"] - 100 * (r["baseline"] - r["accuracy"])) < 0.01 for r in rows)
     assert rows[1]["channels_after"] == 2
+
+
+def test_edgecnn_prune_is_callable_after_the_subpackage_is_imported(tf_keras):
+    import edgecnn
+    import edgecnn.prune.channels  # noqa: F401  (sets the package attribute edgecnn.prune to the subpackage)
+
+    r = edgecnn.prune(small_cnn(tf_keras), method="channels", sparsity=0.5, round_to=4, progress=False)
+    assert [(row["name"], row["channels_after"]) for row in r.layers] == [("stem", 4), ("sep", 8)]
+    assert r.as_dict()["params_after"] == r.model.count_params() < r.params_before

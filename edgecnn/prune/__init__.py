@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
+import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -293,7 +294,7 @@ def _prune_magnitude(working: Any, method: str, s: float, schedule: str, layer_s
     return pruned, rows, epochs_run
 
 
-class _CallableModule(type(os)):
+class _CallableModule(types.ModuleType):
     """``edgecnn.prune`` is both this subpackage and the function :func:`prune`: importing the subpackage
     replaces the package attribute ``edgecnn.prune`` with this module, so the module itself forwards calls."""
 
