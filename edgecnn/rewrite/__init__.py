@@ -290,6 +290,10 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
                 row.reason = f"not faster than the noise ({d.delta_ms:+.3f} ms, spread {d.spread_ms:.3f} ms)"
         plans = [p for p in plans if deltas[p.name].faster]
         notes.append(f"latency measured on {runtime} ({quantize}, {threads} thread(s), {runs} runs each, host CPU)")
+    if init == "random":  # fresh initializers, the same ones for the same seed
+        import tf_keras
+
+        tf_keras.utils.set_random_seed(int(seed))
     new, states = build(model, plans)
     _fill_stats(model, new, plans, states, rows, train.x if train is not None else None, seed, init == "svd")
     if not plans:
