@@ -86,6 +86,7 @@ def model_latency(
     runs: int = 50,
     warmup: int = 5,
     budget_s: Optional[float] = None,
+    min_runs: int = 5,
     seed: int = 0,
 ) -> dict[str, Timing]:
     """Convert each working model for ``runtime`` and time them interleaved; name -> Timing.
@@ -96,18 +97,21 @@ def model_latency(
         threads: intra-op threads.
         quantize: ``none``, ``fp16``, ``dynamic`` or ``int8``.
         calibration: int8 representative inputs (default synthetic).
-        runs, warmup, budget_s: see :func:`edgecnn.timing.interleaved`.
+        runs, warmup, budget_s, min_runs: see :func:`edgecnn.timing.interleaved`.
 
     Raises:
         EdgecnnError: unknown runtime or quantization, or a model the converter refuses.
     """
+    from edgecnn._tf import muted
+
     _check(runtime, quantize)
     fns = {}
     for name, model in models.items():
         data = model if isinstance(model, (bytes, bytearray)) else convert(
             model, runtime=runtime, quantize=quantize, calibration=calibration, seed=seed)
-        fns[name] = invoker(bytes(data), runtime=runtime, threads=threads, seed=seed)
-    return interleaved(fns, runs=runs, warmup=warmup, budget_s=budget_s)
+        with muted(2):  # LiteRT announces its XNNPACK delegate on stderr
+            fns[name] = invoker(bytes(data), runtime=runtime, threads=threads, seed=seed)
+    return interleaved(fns, runs=runs, warmup=warmup, budget_s=budget_s, min_runs=min_runs)
 
 
 def _check(runtime: str, quantize: str) -> None:

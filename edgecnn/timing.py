@@ -55,6 +55,21 @@ class Timing:
         return d
 
 
+def median_noise(a: Timing, b: Timing) -> float:
+    """How far apart two medians must be to differ: the sum of their box-plot notch half-widths,
+    1.58 * IQR / sqrt(runs) each (about a 95% interval for a median; McGill, Tukey and Larsen 1978).
+
+    The per-sample spread (IQR) says how much one inference varies; what decides whether one model is
+    faster than another is how well each median is known, which shrinks with the number of runs.
+
+    Example:
+        >>> a = Timing.of([1.0, 1.1, 0.9, 1.0] * 25)
+        >>> round(median_noise(a, a), 4)
+        0.0158
+    """
+    return 1.58 * (a.spread_ms / a.runs ** 0.5 + b.spread_ms / b.runs ** 0.5)
+
+
 def interleaved(
     fns: Mapping[str, Callable[[], object]],
     *,

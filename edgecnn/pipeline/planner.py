@@ -235,21 +235,12 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
     return f"undid {victim.id}"
 
 
-def median_noise(a: Any, b: Any) -> float:
-    """How far apart two medians must be to differ: the sum of their box-plot notch half-widths,
-    1.58 * IQR / sqrt(runs) each (about a 95% interval for a median; McGill, Tukey and Larsen 1978)."""
-    return 1.58 * (a.spread_ms / np.sqrt(a.runs) + b.spread_ms / np.sqrt(b.runs))
-
-
 def time_artifacts(artifacts: dict[str, bytes], *, runtime: str, threads: int, runs: int, seconds: float) -> dict:
     """Time artifacts interleaved: at least ``runs`` rounds, more while ``seconds`` last (tiny models need many)."""
-    from edgecnn._tf import muted
-    from edgecnn.latency import invoker
-    from edgecnn.timing import interleaved
+    from edgecnn.latency import model_latency
 
-    with muted(2):
-        fns = {name: invoker(data, runtime=runtime, threads=threads) for name, data in artifacts.items()}
-    return interleaved(fns, runs=max(runs, 100_000), min_runs=runs, warmup=3, budget_s=seconds)
+    return model_latency(artifacts, runtime=runtime, threads=threads, runs=max(runs, 100_000), min_runs=runs,
+                         warmup=3, budget_s=seconds)
 
 
 def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
@@ -295,20 +286,23 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
             if base_acc is not None:
                 cand.accuracy = float(np.mean(np.argmax(out, -1) == y_val))
                 cand.accuracy_drop = round(100 * (base_acc - cand.accuracy), 3)
-    timings = time_artifacts(artifacts, runtime=runtime, threads=threads, runs=int(recipe["plan"]["latency_runs"]),
-                             seconds=float(recipe["plan"]["seconds"]))
-    base = timings["base"]
+    from edgecnn.rewrite.select import measure_rewrites
+
+    base_bytes = artifacts.pop("base")
+    deltas = measure_rewrites(base_bytes, artifacts, runtime=runtime, threads=threads,
+                              runs=int(recipe["plan"]["latency_runs"]), warmup=3,
+                              budget_s=float(recipe["plan"]["seconds"]) / max(1, len(artifacts)))
+    by_name = {d.name: d for d in deltas}
     for cand in cands:
-        if cand.id not in timings:
+        d = by_name.get(cand.id)
+        if d is None:
             continue
-        t = timings[cand.id]
-        cand.base_ms, cand.latency_ms = base.median_ms, t.median_ms
-        cand.gain_ms = base.median_ms - t.median_ms
-        cand.noise_ms = median_noise(base, t)
+        cand.base_ms, cand.latency_ms = d.base_ms, d.rewritten_ms
+        cand.gain_ms, cand.noise_ms = -d.delta_ms, d.spread_ms
         judge(cand, base_params=base_params, min_gain=float(recipe["plan"]["min_gain"]),
               runtime=f"{runtime} {quantize if quantize != 'none' else 'fp32'}")
-    return {"base_ms": base.median_ms, "base_spread_ms": base.spread_ms, "base_accuracy": base_acc,
-            "base_params": base_params}
+    base_ms = float(np.median([d.base_ms for d in deltas])) if deltas else None
+    return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params}
 
 
 __all__ = ["Candidate", "apply", "apply_all", "back_off", "enumerate_candidates", "judge", "measure",

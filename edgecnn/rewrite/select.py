@@ -48,7 +48,8 @@ class LatencyDelta:
         name: the candidate's name.
         base_ms, rewritten_ms: medians of the original and of the candidate model.
         delta_ms: ``rewritten_ms - base_ms`` (negative: the change makes the model faster).
-        spread_ms: the noise, the larger interquartile range of the two.
+        spread_ms: the noise: how far apart the two medians must be to differ
+            (:func:`edgecnn.timing.median_noise`, the box-plot notches of both).
         faster: ``-delta_ms > spread_ms``.
         runs: timed runs of each.
     """
@@ -75,6 +76,7 @@ def measure_rewrites(
     runs: int = 30,
     warmup: int = 3,
     calibration: Optional[np.ndarray] = None,
+    budget_s: Optional[float] = None,
 ) -> list[LatencyDelta]:
     """Time ``model`` against each candidate (the model with one change), pair by pair, interleaved.
 
@@ -82,12 +84,14 @@ def measure_rewrites(
     of each row comes from the same minutes as its candidate's.
 
     Args:
-        model: the working model (tf_keras).
+        model: the working model (tf_keras), or its artifact bytes for ``runtime``.
         candidates: name -> the model with that single change (tf_keras model or artifact bytes).
         runtime: ``litert`` or ``onnxruntime``.
         quantize: ``none``, ``fp16``, ``dynamic`` or ``int8`` (both sides alike).
         threads: runtime threads.
         runs, warmup: timed and warm-up runs of each side.
+        budget_s: with a time budget per pair, ``runs`` is the fewest rounds and timing goes on (up to 100x
+            ``runs``) until the budget is spent: small models then get thousands of rounds.
         calibration: int8 representative inputs (default synthetic, fine for timing).
 
     Returns:
@@ -105,14 +109,17 @@ def measure_rewrites(
         ['small']
     """
     from edgecnn.latency import convert, model_latency
+    from edgecnn.timing import median_noise
 
-    base = convert(model, runtime=runtime, quantize=quantize, calibration=calibration)
+    base = bytes(model) if isinstance(model, (bytes, bytearray)) else convert(
+        model, runtime=runtime, quantize=quantize, calibration=calibration)
     out = []
     for name, candidate in candidates.items():
         t = model_latency({"base": base, "candidate": candidate}, runtime=runtime, threads=threads,
-                          quantize=quantize, calibration=calibration, runs=runs, warmup=warmup)
+                          quantize=quantize, calibration=calibration, warmup=warmup, budget_s=budget_s,
+                          runs=runs if budget_s is None else 100 * runs, min_runs=runs)
         b, c = t["base"], t["candidate"]
         delta = c.median_ms - b.median_ms
-        spread = max(b.spread_ms, c.spread_ms)
+        spread = median_noise(b, c)
         out.append(LatencyDelta(name, b.median_ms, c.median_ms, delta, spread, -delta > spread, c.runs))
     return out
