@@ -280,6 +280,7 @@ def bench(
     report = run_bench(models, runtimes=runtime, threads=threads, data=data, batch_size=batch_size, runs=runs,
                        warmup=warmup, budget_s=budget_s, profile=profile, per_layer=per_layer, progress=not quiet,
                        against=base)
+    report.settings["command"] = "edgecnn " + " ".join(sys.argv[1:])
     print_bench(report)
     failed = [r for r in report.results if r.status in ("load failed", "run failed")]
     if failed:

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from edgecnn.bench.accuracy import accuracy
+from edgecnn.bench.host import cpu_name, hwm_reset, hwm_rise
 from edgecnn.bench.reference import REFERENCE_ID, REFERENCE_NAME
 from edgecnn.bench.results import BenchReport, BenchResult
 from edgecnn.bench.targets import BASE_RUNTIME, CPU_RUNTIMES, Target, check_runtimes, load_runnable, parse_list, resolve
@@ -161,10 +163,10 @@ def bench(
                     target = next(t for t in targets if t.name == r.model)
                     r.per_layer = top_ops(target.artifact(r.runtime), runtime=r.runtime, threads=r.threads)
     if data is not None:
-        _accuracy(results, targets, runnables, data, say)
+        accuracy(results, targets, runnables, data, say)
     reference_info = {f"{k[1]}|{k[2]}": {"model": REFERENCE_NAME, "id": REFERENCE_ID, **timings[k].as_dict()}
                       for k in ref if k in timings}
-    env = {"label": HOST_LABEL, "cpu": _cpu(), "cores": len(os.sched_getaffinity(0)), "pinned_cores": list(cores),
+    env = {"label": HOST_LABEL, "cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "pinned_cores": list(cores),
            "python": sys.version.split()[0], "platform": platform.platform()}
     settings = {"runtimes": names, "threads": counts, "batch_size": int(batch_size), "runs": runs, "warmup": warmup,
                 "budget_s": budget_s, "instances": instances, "min_sample_ms": MIN_SAMPLE_MS, "order": "shuffled rounds",
@@ -183,7 +185,7 @@ def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size
     except EdgecnnError as exc:
         r.status, r.reason = "load failed", str(exc)
         return
-    mark = _hwm_reset()
+    mark = hwm_reset()
     t0 = time.perf_counter()
     try:
         with muted(2):  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" on stderr
@@ -197,7 +199,7 @@ def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size
         r.status, r.reason = "run failed", first_line(exc)
         return
     r.load_ms = (time.perf_counter() - t0) * 1e3
-    r.peak_mem_mb = _hwm_rise(mark)
+    r.peak_mem_mb = hwm_rise(mark)
     r.threads = runnable.threads if BASE_RUNTIME.get(runtime, runtime) == "keras" else r.threads
     r.reason = runnable.note
     key = (r.model, runtime, r.threads)
@@ -330,88 +332,6 @@ def _failing(flat: dict) -> set:
         except Exception:  # noqa: BLE001
             bad.add(key)
     return bad
-
-
-def _accuracy(results: list[BenchResult], targets: list[Target], runnables: dict, data: Any, say: Any) -> None:
-    """Accuracy (labelled data) and top-1 agreement with the target's Keras model, per ok result."""
-    from edgecnn.data import Dataset, load_data
-
-    cache: dict = {}
-    for target in targets:
-        rows = [r for r in results if r.model == target.name and (r.model, r.runtime, r.threads) in runnables]
-        if not rows:
-            continue
-        shape = target.input_shape() or _artifact_shape(target)
-        if isinstance(data, Dataset):
-            ds = data
-        else:
-            key = (str(data), shape)
-            if key not in cache:
-                cache[key] = load_data(str(data), input_shape=shape, split="test" if str(data) == "digits" else "all")
-            ds = cache[key]
-        keras_top1 = None
-        if target.keras is not None:
-            from edgecnn.runtimes.keras import KerasSession
-
-            keras_top1 = np.argmax(KerasSession(target.keras).run(ds.x)[0], axis=-1)
-        for r in rows:
-            say(f"accuracy of {r.model} on {r.runtime}")
-            try:
-                top1 = np.argmax(runnables[(r.model, r.runtime, r.threads)].predict(ds.x), axis=-1)
-            except Exception as exc:  # noqa: BLE001 - accuracy is extra; keep the timing
-                r.reason = (r.reason + "; " if r.reason else "") + f"accuracy not measured: {first_line(exc)}"
-                continue
-            if ds.y is not None:
-                r.accuracy = float(np.mean(top1 == np.asarray(ds.y)))
-            if keras_top1 is not None:
-                r.top1_agreement = float(np.mean(top1 == keras_top1))
-
-
-def _artifact_shape(target: Target) -> tuple[int, ...]:
-    from edgecnn.runtimes import RUNTIMES
-
-    runtime, data = next(iter(target.artifacts.items()))
-    session = RUNTIMES[runtime].load(data, threads=1)
-    if runtime == "litert":
-        return tuple(int(d) for d in session.inputs[0]["shape"][1:])
-    return tuple(int(d) for d in session.session.get_inputs()[0].shape[1:])
-
-
-def _hwm_reset() -> float:
-    """Reset the resident-memory high-water mark (Linux); returns the current RSS in MB."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return _status_mb("VmRSS")
-
-
-def _hwm_rise(before_mb: float) -> Optional[float]:
-    peak = _status_mb("VmHWM")
-    return None if peak != peak else max(0.0, peak - before_mb)  # NaN when /proc is absent
-
-
-def _status_mb(key: str) -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _int(v: Any, what: str) -> int:

@@ -110,23 +110,33 @@ class BenchReport:
 
     def markdown(self) -> str:
         """One table: a row per (model, runtime, threads)."""
-        lines = [f"Host measurements ({self.environment.get('label', 'this machine')}): "
+        command = self.settings.get("command")
+        lines = ([f"`{command}`", ""] if command else []) + [f"{self.environment.get('label', 'host measurement')}: "
                  f"{self.environment.get('cpu', '?')}, {self.environment.get('cores', '?')} cores; "
                  f"batch {self.settings.get('batch_size', 1)}; medians of interleaved runs.", "",
                  "| model | runtime | threads | status | median ms | p90 ms | p99 ms | min ms | spread ms | runs "
                  "| img/s | vs first | vs ref | load ms | peak MB | size | gzip | accuracy | top-1 agree |",
                  "|" + "---|" * 19]
         for r in self.results:
+            if r.status == "unavailable":
+                continue  # one line per runtime below
             cells = [r.model, r.runtime, str(r.threads), r.status if r.status == "ok" else f"{r.status}: {r.reason}",
                      _f(r.median_ms, 3), _f(r.p90_ms, 3), _f(r.p99_ms, 3), _f(r.min_ms, 3), _f(r.spread_ms, 3),
                      str(r.runs), _f(r.throughput_ips, 0), _x(r.ratio_to_first), _x(r.ratio_to_reference),
                      _f(r.load_ms, 1), _f(r.peak_mem_mb, 1), _kb(r.size_bytes), _kb(r.gzip_bytes),
                      _pct(r.accuracy), _pct(r.top1_agreement)]
             lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-        unavailable = [g for g in self.gpu if not g["available"]]
-        if unavailable:
-            lines += ["", "GPU runtimes: " + "; ".join(f"{g['runtime']} unavailable ({g['reason']})"
-                                                       for g in unavailable)]
+        skipped: dict[str, tuple[str, list[str]]] = {}
+        for r in self.results:
+            if r.status == "unavailable":
+                skipped.setdefault(r.runtime, (r.reason, []))[1].append(r.model)
+        for g in self.gpu:
+            if not g["available"] and g["runtime"] not in skipped:
+                skipped[g["runtime"]] = (g["reason"], [])
+        if skipped:
+            lines += [""] + [f"- {rt}: unavailable ({reason})" + (f" for {', '.join(dict.fromkeys(models))}"
+                                                                  if models else " (not requested)")
+                             for rt, (reason, models) in skipped.items()]
         layered = [r for r in self.results if r.per_layer]
         for r in layered:
             lines += ["", f"Top ops, {r.model} on {r.runtime} ({r.threads} thread(s)):", "",

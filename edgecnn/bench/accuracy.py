@@ -1,0 +1,55 @@
+"""Accuracy and top-1 agreement of each benchmarked runtime on ``--data`` (held-out split for ``digits``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgecnn.bench.results import BenchResult
+from edgecnn.bench.targets import Target
+from edgecnn.errors import first_line
+
+
+def accuracy(results: list[BenchResult], targets: list[Target], runnables: dict, data: Any, say: Any) -> None:
+    """Accuracy (labelled data) and top-1 agreement with the target's Keras model, per ok result."""
+    from edgecnn.data import Dataset, load_data
+
+    cache: dict = {}
+    for target in targets:
+        rows = [r for r in results if r.model == target.name and (r.model, r.runtime, r.threads) in runnables]
+        if not rows:
+            continue
+        shape = target.input_shape() or artifact_shape(target)
+        if isinstance(data, Dataset):
+            ds = data
+        else:
+            key = (str(data), shape)
+            if key not in cache:
+                cache[key] = load_data(str(data), input_shape=shape, split="test" if str(data) == "digits" else "all")
+            ds = cache[key]
+        keras_top1 = None
+        if target.keras is not None:
+            from edgecnn.runtimes.keras import KerasSession
+
+            keras_top1 = np.argmax(KerasSession(target.keras).run(ds.x)[0], axis=-1)
+        for r in rows:
+            say(f"accuracy of {r.model} on {r.runtime}")
+            try:
+                top1 = np.argmax(runnables[(r.model, r.runtime, r.threads)].predict(ds.x), axis=-1)
+            except Exception as exc:  # noqa: BLE001 - accuracy is extra; keep the timing
+                r.reason = (r.reason + "; " if r.reason else "") + f"accuracy not measured: {first_line(exc)}"
+                continue
+            if ds.y is not None:
+                r.accuracy = float(np.mean(top1 == np.asarray(ds.y)))
+            if keras_top1 is not None:
+                r.top1_agreement = float(np.mean(top1 == keras_top1))
+
+
+def artifact_shape(target: Target) -> tuple[int, ...]:
+    from edgecnn.runtimes import RUNTIMES
+
+    runtime, data = next(iter(target.artifacts.items()))
+    session = RUNTIMES[runtime].load(data, threads=1)
+    if runtime == "litert":
+        return tuple(int(d) for d in session.inputs[0]["shape"][1:])
+    return tuple(int(d) for d in session.session.get_inputs()[0].shape[1:])
