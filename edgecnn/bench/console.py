@@ -17,7 +17,10 @@ from typing import Any
 
 
 def print_bench(report: Any, *, console: Any = None) -> None:
-    """One row per (model, runtime, threads); GPU runtimes that are unavailable, with the reason."""
+    """One row per (model, runtime, threads); GPU runtimes that are unavailable, with the reason.
+
+    The terminal shows the essentials; spread, min and the reference ratio are in ``--json``/``--markdown``.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -25,22 +28,24 @@ def print_bench(report: Any, *, console: Any = None) -> None:
 
     console = console or Console()
     env = report.environment
-    title = (f"bench: {env.get('label', 'host measurement')}, {env.get('cpu', '?')}, {env.get('cores', '?')} cores, "
-             f"batch {report.settings.get('batch_size', 1)}")
+    prof = report.settings.get("profile")
+    where = (f"profile {prof['name']} pinned to CPU(s) {', '.join(map(str, env.get('pinned_cores', [])))}, "
+             if prof else "")
+    title = (f"bench: {env.get('label', 'host measurement')}, {where}{env.get('cpu', '?')}, "
+             f"{env.get('cores', '?')} cores, batch {report.settings.get('batch_size', 1)}")
     f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     x = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
     size = lambda v: "-" if v is None else f"{human(v)}B"  # noqa: E731
     rows = [r for r in report.results if not (r.status == "unavailable" and r.runtime in _gpu_names(report))]
-    latency = _table(Table, title, ("model", "runtime", "thr", "status", "median ms", "p90", "p99", "spread", "runs",
-                                    "img/s", "vs first", "vs ref"))
+    latency = _table(Table, title, ("model", "runtime", "thr", "status", "median ms", "p90", "p99", "runs", "img/s",
+                                    "vs first"))
     other = _table(Table, "load, memory, size, accuracy", ("model", "runtime", "thr", "load ms", "peak MB", "size",
                                                            "gzip", "accuracy", "top-1 agree"))
     for r in rows:
         status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
         latency.add_row(r.model, r.runtime, str(r.threads), status, f(r.median_ms), f(r.p90_ms), f(r.p99_ms),
-                        f(r.spread_ms), str(r.runs), f(r.throughput_ips, 0), x(r.ratio_to_first),
-                        x(r.ratio_to_reference))
+                        str(r.runs), f(r.throughput_ips, 0), x(r.ratio_to_first))
         if r.status == "ok":
             other.add_row(r.model, r.runtime, str(r.threads), f(r.load_ms, 1), f(r.peak_mem_mb, 1), size(r.size_bytes),
                           size(r.gzip_bytes), pct(r.accuracy), pct(r.top1_agreement))
@@ -61,7 +66,10 @@ def print_bench(report: Any, *, console: Any = None) -> None:
 def _table(Table: Any, title: str, cols: tuple[str, ...]) -> Any:
     table = Table(title=title, title_justify="left")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "runtime", "status") else "right", overflow="fold")
+        if c in ("model", "runtime"):
+            table.add_column(c, justify="left", no_wrap=True)
+        else:
+            table.add_column(c, justify="left" if c == "status" else "right", overflow="fold")
     return table
 
 
