@@ -372,10 +372,30 @@ def int8_within_budget(
                         float_tensors=list(denied), max_accuracy_drop=budget)
 
 
+_FUSED = ("BatchNormalization", "ReLU", "Activation")
+
+
 def _tensors_of(search: _Search, model: Any, layers: Sequence[str]) -> list[str]:
+    """The TFLite tensors computed by ``layers``; a conv fused with the BatchNorm/activation after it is
+    named after the last fused layer, so those names count for it too."""
+    from edgecnn.graph import ModelGraph
+
     rows = search.errors([], model)
-    tensors = [r["tensor"] for r in rows if r["layer"] in set(layers)]
-    missing = sorted(set(layers) - {r["layer"] for r in rows})
+    graph = ModelGraph(model)
+    types = {layer.name: type(layer).__name__ for layer in model.layers}
+    found = {r["layer"] for r in rows}
+    names: dict[str, str] = {}
+    for layer in layers:
+        names[layer] = layer
+        current = layer
+        while names[layer] == current and current not in found:
+            nxt = [c for c in graph.consumers(current) if types.get(c) in _FUSED]
+            if len(graph.consumers(current)) != 1 or not nxt:
+                break
+            current = names[layer] = nxt[0]
+    wanted = set(names.values())
+    tensors = [r["tensor"] for r in rows if r["layer"] in wanted]
+    missing = sorted(k for k, v in names.items() if v not in found)
     if missing:
         raise EdgecnnError(f"cannot keep {', '.join(missing)} in float: Expected quantized layers of the model. "
                            f"Received: {', '.join(missing)}")
