@@ -395,9 +395,10 @@ def _tensors_of(search: _Search, model: Any, layers: Sequence[str]) -> list[str]
             current = names[layer] = nxt[0]
     wanted = set(names.values())
     tensors = [r["tensor"] for r in rows if r["layer"] in wanted]
-    missing = sorted(k for k, v in names.items() if v not in found)
+    # A layer with no op of its own (an activation fused into the conv before it, Dropout) needs nothing.
+    missing = sorted(k for k in names if k not in types)
     if missing:
-        raise EdgecnnError(f"cannot keep {', '.join(missing)} in float: Expected quantized layers of the model. "
+        raise EdgecnnError(f"cannot keep {', '.join(missing)} in float: Expected layers of the model. "
                            f"Received: {', '.join(missing)}")
     return tensors
 

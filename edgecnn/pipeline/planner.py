@@ -29,6 +29,7 @@ from edgecnn.pipeline.recipe import TARGETS
 
 SIZE_GAIN = 0.2
 CONVS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+FLOAT_KINDS = ("float-layer", "float-stage")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Candidate:
     id: str
     kind: str
     layer: Optional[str] = None
+    layers: Optional[list] = None  # float-stage: every layer at the input resolution
     ratio: Optional[float] = None
     params: Optional[int] = None
     macs: Optional[int] = None
@@ -81,8 +83,7 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
     out: list[Candidate] = []
     kinds = recipe["rewrite"]["kinds"] if recipe["rewrite"]["enabled"] else []
     output_layers = {t._keras_history[0].name for t in model.outputs}
-    target = TARGETS[recipe["target"]]
-    float_layers = target.runtime == "litert" and target.quantize == "int8" and recipe["quantize"]["float_first_convs"]
+
     head = _flatten_dense(model) if "gap-head" in kinds else None
     if head is not None:
         out.append(Candidate("gap-head", kind="gap-head", layer=head))
@@ -94,8 +95,6 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
         if cls == "Dense" and "low-rank-dense" in kinds and row.params >= recipe["rewrite"]["min_dense_params"] \
                 and row.name not in output_layers:
             out.append(Candidate(f"low-rank-dense:{row.name}", kind="low-rank-dense", layer=row.name))
-        if float_layers and cls in CONVS and int(layer.input.shape[-1]) < 4:
-            out.append(Candidate(f"float:{row.name}", kind="float-layer", layer=row.name))
         if cls == "Conv2D" and max(layer.kernel_size) > 1 and int(layer.input.shape[-1]) >= 4:
             for kind in ("separable", "bottleneck"):
                 if kind in kinds:
@@ -111,6 +110,31 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
         keep = {c.id for c in out if c.kind not in ("separable", "bottleneck")}
         keep |= {c.id for c in convs[: max(0, limit - len(keep))]}
         out = [c for c in out if c.id in keep]
+    return out
+
+
+def precision_candidates(model: Any, recipe: dict) -> list[Candidate]:
+    """Int8 LiteRT targets: keep the first convs (fewer than 4 input channels), or every op at the input
+    resolution, in float. On this CPU an int8 op at 32x32 costs about 75 us whatever its channel count (a
+    3x3 conv with 8 channels: 81 us int8, 39 us float), so once pruning has thinned the first stage, float is
+    faster there. Measured like every candidate; these change no weights, so they need no data."""
+    target = TARGETS[recipe["target"]]
+    if not (target.runtime == "litert" and target.quantize == "int8" and recipe["quantize"]["float_first_convs"]):
+        return []
+    out = []
+    size = tuple(model.inputs[0].shape[1:3])
+    stage = []
+    for layer in model.layers:  # the first stage: layers that read tensors at the input's resolution
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        if type(layer).__name__ == "InputLayer" or any(len(t.shape) != 4 or tuple(t.shape[1:3]) != size
+                                                        for t in inputs):
+            continue
+        stage.append(layer.name)
+        if type(layer).__name__ in CONVS and int(layer.input.shape[-1]) < 4:
+            out.append(Candidate(f"float:{layer.name}", kind="float-layer", layer=layer.name))
+    convs = [n for n in stage if type(model.get_layer(n)).__name__ in CONVS]
+    if len(convs) > 1:
+        out.append(Candidate(f"float-stage:{size[0]}x{size[1]}", kind="float-stage", layers=stage))
     return out
 
 
@@ -133,7 +157,7 @@ def _flatten_dense(model: Any) -> Optional[str]:
 
 def apply(model: Any, cand: Candidate, recipe: dict) -> Any:
     """The model with one candidate change applied (weights initialized from the model's, not fine-tuned)."""
-    if cand.kind == "float-layer":  # the Keras model does not change; only its int8 conversion does
+    if cand.kind in FLOAT_KINDS:  # the Keras model does not change; only its int8 conversion does
         return model
     if cand.kind == "prune":
         return _prune(model, cand, importance=recipe["prune"]["importance"], round_to=recipe["prune"]["round_to"])
@@ -148,11 +172,20 @@ def apply_all(model: Any, chosen: list[Candidate], recipe: dict) -> tuple[Any, l
     order = {"gap-head": 0, "low-rank-dense": 1, "separable": 2, "bottleneck": 2, "prune": 3}
     changes = []
     for cand in sorted(chosen, key=lambda c: (order.get(c.kind, 9), c.id)):
-        if cand.kind == "float-layer":
+        if cand.kind in FLOAT_KINDS:
             continue
         model = apply(model, cand, recipe)
         changes.append(cand.id)
     return model, changes
+
+
+def float_layers(cands: list[Candidate]) -> list[str]:
+    """The layer names the chosen float candidates keep in float."""
+    out: list[str] = []
+    for c in cands:
+        if c.kind in FLOAT_KINDS:
+            out += c.layers or [c.layer]
+    return list(dict.fromkeys(out))
 
 
 def judge(cand: Candidate, *, base_params: int, min_gain: float, runtime: str) -> None:
@@ -212,7 +245,7 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
     Returns:
         A sentence saying what was undone, or None when nothing is left to undo.
     """
-    chosen = [c for c in cands if c.chosen]
+    chosen = [c for c in cands if c.chosen and c.kind not in FLOAT_KINDS]  # float only adds accuracy
     if not chosen:
         return None
     prune = [c for c in chosen if c.kind == "prune"]
@@ -268,11 +301,11 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         progress(f"measuring {cand.id}", k, len(cands))
         try:
             variant = apply(model, cand, recipe)
-            if cand.kind == "float-layer":
+            if cand.kind in FLOAT_KINDS:
                 from edgecnn.export.budget import int8_with_float_layers
 
                 with muted(1, 2):
-                    artifacts[cand.id] = int8_with_float_layers(variant, layers=[cand.layer], calibration=cal)
+                    artifacts[cand.id] = int8_with_float_layers(variant, layers=float_layers([cand]), calibration=cal)
             else:
                 artifacts[cand.id] = convert(variant, runtime=runtime, quantize=quantize, calibration=cal)
         except EdgecnnError as exc:
@@ -305,5 +338,6 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params}
 
 
-__all__ = ["Candidate", "apply", "apply_all", "back_off", "enumerate_candidates", "judge", "measure",
+__all__ = ["Candidate", "apply", "apply_all", "back_off", "enumerate_candidates", "float_layers", "judge", "measure",
+           "precision_candidates",
            "resolve_conflicts", "within_budget"]

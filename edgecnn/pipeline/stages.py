@@ -76,11 +76,15 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
 
 
 def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
-    """Measure every candidate change on the target runtime and choose within the budget."""
+    """Measure every candidate change on the target runtime and choose within the budget, in two phases:
+    structural changes (rewrites, pruning) against the original, then precision changes (ops kept in float in
+    an int8 model) against the model with the chosen structural changes, since whether float is faster
+    depends on how many channels are left."""
     recipe, target = ctx.recipe, ctx.target
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
     if fixed:
+        cands += planner.precision_candidates(ctx.original, recipe)
         known = {c.id: c for c in cands}
         missing = [f for f in fixed if f not in known]
         if missing:
@@ -99,15 +103,28 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         summary = planner.measure(
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
             calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress)
-    planner.resolve_conflicts(cands)
-    planner.within_budget(cands, base_ms=summary["base_ms"], budget_ms=float(recipe["latency_budget_ms"]))
-    if ctx.train is None and not recipe["plan"]["apply_without_data"]:
-        for c in cands:
-            if c.chosen:
-                c.chosen = False
-                c.reason += ("; not applied without --data: a weight-initialized change loses accuracy that only "
-                             "fine-tuning recovers (set plan.apply_without_data = true to apply it anyway)")
-        ctx.note("no --data: only data-free steps ran (quantization calibrated on synthetic inputs)")
+        planner.resolve_conflicts(cands)
+        planner.within_budget(cands, base_ms=summary["base_ms"], budget_ms=float(recipe["latency_budget_ms"]))
+        if ctx.train is None and not recipe["plan"]["apply_without_data"]:
+            for c in cands:
+                if c.chosen:
+                    c.chosen = False
+                    c.reason += ("; not applied without --data: a weight-initialized change loses accuracy that only "
+                                 "fine-tuning recovers (set plan.apply_without_data = true to apply it anyway)")
+            ctx.note("no --data: only data-free steps ran (quantization calibrated on synthetic inputs)")
+        structural, _ = planner.apply_all(ctx.original, [c for c in cands if c.chosen], recipe)
+        precision = planner.precision_candidates(structural, recipe)
+        if precision:
+            second = planner.measure(
+                structural, precision, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
+                calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress)
+            summary["precision_base_ms"] = second["base_ms"]
+            stage = [c for c in precision if c.kind == "float-stage" and c.chosen]
+            for c in precision:
+                if stage and c.kind == "float-layer" and c.chosen and c.layer in (stage[0].layers or []):
+                    c.chosen = False
+                    c.reason += f"; included in {stage[0].id}"
+            cands += precision
     ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": True, **summary}
     rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
     rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
@@ -197,7 +214,7 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     out = staging(ctx)
     shutil.rmtree(out, ignore_errors=True)
     formats = list(dict.fromkeys([target.format, *recipe["export"]["extra_formats"]]))
-    float_layers = [c.layer for c in _candidates(ctx) if c.chosen and c.kind == "float-layer"]
+    float_layers = planner.float_layers([c for c in _candidates(ctx) if c.chosen])
     if float_layers:
         rec.changes.append(f"kept in float (faster than int8 on {target.runtime}): {', '.join(float_layers)}")
     compressed_acc = _accuracy(ctx.model, ctx.test)
