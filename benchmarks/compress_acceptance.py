@@ -114,8 +114,8 @@ def one_model(name: str, cache: Path, out: Path) -> dict:
     outdir = out / f"{name}_edgecnn"
     code, secs, log = cli("compress", str(path), "--data", "digits", "--recipe", "mobile",
                           "--max-accuracy-drop", "1.0", "-o", str(outdir), "--force", "--quiet")
-    if code not in (0, 1):
-        raise SystemExit(f"compress failed on {name}: {log[-2000:]}")
+    if code not in (0, 1) or not (outdir / "report.json").exists():
+        raise SystemExit(f"compress failed on {name} (exit {code}): {log[-2000:]}")
     report = json.loads((outdir / "report.json").read_text())
     original = edgecnn.load(str(path))
     shape = tuple(int(d) for d in original.inputs[0].shape[1:])
