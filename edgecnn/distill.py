@@ -43,10 +43,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, UnsupportedModelError, first_line
+from edgecnn.training import STRATEGIES, make_strategy, recalibrate_batchnorm
 
 __all__ = ["DistillResult", "distill", "STRATEGIES", "make_strategy", "recalibrate_batchnorm"]
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 _TINY = 1e-30  # floor of probabilities before log() (float32 still represents it)
 
 
@@ -79,84 +79,6 @@ class DistillResult:
         return {"epochs_run": self.epochs_run, "best_epoch": self.best_epoch, "history": self.history,
                 "val_accuracy": self.val_accuracy, "teacher_val_accuracy": self.teacher_val_accuracy,
                 "seconds": round(self.seconds, 3)}
-
-
-def recalibrate_batchnorm(model: Any, x: np.ndarray, *, batch_size: int = 32, max_batches: int = 32) -> int:
-    """Re-estimate every BatchNormalization layer's moving mean and variance on ``x``; return how many.
-
-    After a rewrite or pruning, the layers before a BatchNormalization produce differently distributed
-    activations than the ones its statistics were collected on, so the model in inference mode is far off
-    even when its weights are close (a separable MiniModel fell to chance level). Forward passes in training
-    mode with the momentum set to ``i / (i + 1)`` on batch ``i`` make the moving statistics the plain average
-    of the batch statistics over up to ``max_batches`` full batches; the momenta are restored afterwards.
-    Trainable weights are not changed.
-
-    Example:
-        >>> import tf_keras
-        >>> inp = tf_keras.Input((4,))
-        >>> m = tf_keras.Model(inp, tf_keras.layers.BatchNormalization(name="bn")(inp))
-        >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(256, 4)).astype("float32")
-        >>> recalibrate_batchnorm(m, x)
-        1
-        >>> mean, var = m.get_layer("bn").moving_mean.numpy(), m.get_layer("bn").moving_variance.numpy()
-        >>> bool(np.allclose(mean, x.mean(0), atol=0.05)), bool(np.allclose(var, x.var(0), rtol=0.05))
-        (True, True)
-    """
-    layers = [layer for layer in model.layers if "BatchNormalization" in type(layer).__name__]
-    if not layers or len(x) == 0:
-        return 0
-    momenta = [layer.momentum for layer in layers]
-    batch_size = min(batch_size, len(x))
-    try:
-        for i, start in enumerate(range(0, len(x) - batch_size + 1, batch_size)):
-            if i >= max_batches:
-                break
-            for layer in layers:
-                layer.momentum = i / (i + 1)
-            model(x[start:start + batch_size], training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-    return len(layers)
-
-
-def make_strategy(strategy: Any = None) -> Any:
-    """A ``tf.distribute.Strategy`` for a name (or the object itself).
-
-    Args:
-        strategy: None or ``"default"`` (one device), ``"mirrored"`` (MirroredStrategy over every visible
-            GPU, else over every logical CPU device), ``"multiworker"`` (MultiWorkerMirroredStrategy;
-            the cluster comes from the ``TF_CONFIG`` environment variable of each worker, and without it
-            the process is a single worker), or a ``tf.distribute.Strategy``.
-
-    Raises:
-        EdgecnnError: an unknown name, or TensorFlow refuses to create the strategy.
-
-    Example:
-        >>> make_strategy("ring")
-        Traceback (most recent call last):
-        ...
-        edgecnn.errors.EdgecnnError: unknown strategy 'ring': Expected one of default, mirrored, multiworker. Received: 'ring'
-    """
-    if strategy is not None and not isinstance(strategy, str):
-        return strategy
-    name = strategy or "default"
-    if name not in STRATEGIES:
-        raise EdgecnnError(f"unknown strategy {name!r}: Expected one of {', '.join(STRATEGIES)}. Received: {name!r}")
-    from edgecnn._tf import import_tensorflow
-
-    import_tensorflow()
-    import tensorflow as tf
-
-    try:
-        if name == "default":
-            return tf.distribute.get_strategy()
-        if name == "mirrored":
-            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            return tf.distribute.MirroredStrategy([d.name for d in devices])
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    except (RuntimeError, ValueError) as exc:
-        raise EdgecnnError(f"cannot create the {name} strategy: {first_line(exc)}") from exc
 
 
 def _ends_in_softmax(model: Any, index: int) -> bool:
