@@ -136,7 +136,7 @@ def _candidates(ctx: Context) -> list[planner.Candidate]:
 
 def rewrite(ctx: Context, rec: StageRecord) -> None:
     """Apply the chosen rewrites to a fresh copy of the original (weights initialized from it)."""
-    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind != "prune"]
+    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
     ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe)
     if not chosen:
         rec.status = "skipped"
