@@ -202,6 +202,9 @@ def judge(cand: Candidate, *, base_params: int, min_gain: float, runtime: str) -
     elif cand.gain_ms < -cand.noise_ms:
         cand.reason = (f"slower on {runtime}: +{-cand.gain_ms:.3f} ms ({-100 * rel:+.1f}%), "
                        f"noise {cand.noise_ms:.3f} ms")
+    elif cand.gain_ms > cand.noise_ms:
+        cand.reason = (f"gain below plan.min_gain on {runtime}: -{cand.gain_ms:.3f} ms ({-100 * rel:+.1f}%), "
+                       f"noise {cand.noise_ms:.3f} ms")
     else:
         cand.reason = (f"no measurable gain on {runtime}: {-cand.gain_ms:+.3f} ms, noise {cand.noise_ms:.3f} ms"
                        + (f", {100 * size_gain:.0f}% fewer params" if size_gain > 0 else ""))
@@ -314,6 +317,10 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         stats = analyze(variant)
         cand.params, cand.macs = stats.total_params, stats.total_macs
         if ref is not None:
+            if cand.kind not in FLOAT_KINDS:  # sensitivity after BN statistics are re-estimated, as finetune does
+                from edgecnn.training import recalibrate_batchnorm
+
+                recalibrate_batchnorm(variant, cal)
             out = keras_outputs(variant, x_val)[0]
             cand.output_error = float(np.linalg.norm(out - ref) / (np.linalg.norm(ref) + 1e-12))
             if base_acc is not None:

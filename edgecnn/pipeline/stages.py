@@ -166,8 +166,12 @@ def finetune(ctx: Context, rec: StageRecord) -> None:
                               else "disabled by the recipe")
         return
     from edgecnn.distill import distill
+    from edgecnn.training import recalibrate_batchnorm
 
     _deterministic(ctx.seed)
+    # Pruned or rewritten layers feed their BatchNorms differently distributed activations: re-estimate the
+    # statistics first, or validation (inference mode) sees a broken model and early stopping keeps epoch 0.
+    recalibrate_batchnorm(ctx.model, ctx.train.x, batch_size=int(ft["batch_size"]))
     result = distill(ctx.model, ctx.original, x=ctx.train.x, y=ctx.train.y, epochs=int(ft["epochs"]),
                      batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
                      temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
