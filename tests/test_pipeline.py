@@ -10,7 +10,7 @@ import pytest
 from edgecnn.cli import main
 from edgecnn.errors import EdgecnnError
 from edgecnn.pipeline import compress
-from edgecnn.pipeline.planner import Candidate, back_off, resolve_conflicts, within_budget
+from edgecnn.pipeline.planner import Candidate, back_off, choose_ratio, resolve_conflicts, within_budget
 from edgecnn.pipeline.recipe import dumps, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,14 +93,28 @@ def test_planner_conflicts_budget_and_back_off():
     p50 = cand("prune:0.5", "prune", ratio=0.5, gain=4.0, value=0.9)
     cands = [gap, low, sep, p25, p50]
     resolve_conflicts(cands)
-    assert [c.id for c in cands if c.chosen] == ["gap-head", "separable:conv2", "prune:0.5"]
-    assert "excluded by gap-head" in low.reason and "excluded by prune:0.5" in p25.reason
+    assert [c.id for c in cands if c.chosen] == ["gap-head", "separable:conv2", "prune:0.25", "prune:0.5"]
+    assert "excluded by gap-head" in low.reason
+    # The ratio is chosen with the precision changes measured on it: 0.5 alone would be 0.6x, and its thin
+    # first stage runs twice as fast in float (0.3x); on the 0.25 model float is slower, so it is not used.
+    p25.latency_ms, p50.latency_ms = 8.0, 6.0
+    f25 = Candidate("float-stage:32x32@prune:0.25", kind="float-stage", layers=["conv1", "conv2"], with_ratio=0.25,
+                    base_ms=8.0, latency_ms=9.0, reason="slower")
+    f50 = Candidate("float-stage:32x32@prune:0.5", kind="float-stage", layers=["conv1", "conv2"], with_ratio=0.5,
+                    base_ms=6.0, latency_ms=3.0, helps=True, reason="faster")
+    cands += [f25, f50]
+    assert choose_ratio([(p25, [f25]), (p50, [f50])], min_gain=0.03) == 0.5
+    assert [c.id for c in cands if c.chosen] == ["gap-head", "separable:conv2", "prune:0.5",
+                                                "float-stage:32x32@prune:0.5"]
+    assert "estimated 0.80x" in p25.reason and "not chosen: prune:0.5 0.30x" in p25.reason
     # A latency budget that the two most valuable changes already meet leaves the third out.
     within_budget(cands, base_ms=10.0, budget_ms=5.5)
-    assert [c.id for c in cands if c.chosen] == ["gap-head", "prune:0.5"]
-    # Back-off: the least valuable change goes first, a pruning ratio steps down before it is dropped.
+    assert [c.id for c in cands if c.chosen] == ["gap-head", "prune:0.5", "float-stage:32x32@prune:0.5"]
+    # Back-off: the least valuable change goes first, a pruning ratio steps down before it is dropped, and
+    # the precision changes follow the ratio (float did not help at 0.25); float is never undone by itself.
     assert back_off(cands) == "undid gap-head"
     assert back_off(cands) == "pruning ratio 0.5 -> 0.25"
+    assert [c.id for c in cands if c.chosen] == ["prune:0.25"]
     assert back_off(cands) == "undid prune:0.25"
     assert back_off(cands) is None
 

@@ -51,6 +51,8 @@ class Candidate:
     accuracy_drop: Optional[float] = None
     output_error: Optional[float] = None
     value: float = 0.0
+    helps: bool = False  # judged worth it on its own measurement (before conflicts, budget and back-off)
+    with_ratio: Optional[float] = None  # precision candidates: the pruning ratio of the model they were timed on
     chosen: bool = False
     reason: str = ""
     error: Optional[str] = None
@@ -210,14 +212,16 @@ def judge(cand: Candidate, *, base_params: int, min_gain: float, runtime: str) -
                        + (f", {100 * size_gain:.0f}% fewer params" if size_gain > 0 else ""))
     if cand.value <= 0:
         cand.value = 0.0
+    cand.helps = cand.chosen
 
 
 def resolve_conflicts(cands: list[Candidate]) -> None:
-    """Among chosen candidates on the same layer (and among pruning ratios), keep the most valuable."""
+    """Among chosen candidates on the same layer, keep the most valuable. (Pruning ratios are chosen by
+    ``choose_ratio``, together with the precision changes each one makes worthwhile.)"""
     groups: dict[str, list[Candidate]] = {}
     for c in cands:
-        if c.chosen:
-            groups.setdefault("prune" if c.kind == "prune" else c.layer or c.id, []).append(c)
+        if c.chosen and c.kind != "prune":
+            groups.setdefault(c.layer or c.id, []).append(c)
     for members in groups.values():
         if len(members) < 2:
             continue
@@ -228,11 +232,77 @@ def resolve_conflicts(cands: list[Candidate]) -> None:
                 c.reason = f"{c.reason}; excluded by {best.id} (more valuable on the same layers)"
 
 
+def estimate(prune: Optional[Candidate], precision: list[Candidate]) -> float:
+    """The estimated latency of a pruning ratio with its precision changes, as a fraction of the original's:
+    the ratio's measured factor times the factor of its fastest helpful precision change, which was timed
+    against the pruned model (two separate interleaved runs, so ratios of medians, not differences).
+
+    Example:
+        >>> p = Candidate("prune:0.5", kind="prune", ratio=0.5, base_ms=2.0, latency_ms=1.5)
+        >>> f = Candidate("float-stage:32x32", kind="float-stage", base_ms=1.6, latency_ms=0.8, helps=True)
+        >>> estimate(p, [f])
+        0.375
+    """
+    factor = prune.latency_ms / prune.base_ms if prune is not None and prune.base_ms else 1.0
+    helpful = [c.latency_ms / c.base_ms for c in precision if c.helps and c.base_ms and c.latency_ms]
+    return round(factor * min(helpful, default=1.0), 6)
+
+
+def choose_ratio(options: list[tuple[Optional[Candidate], list[Candidate]]], *, min_gain: float) -> Optional[float]:
+    """Choose the pruning ratio (None: no pruning) whose estimated latency, precision changes included, is
+    lowest; a smaller ratio within ``min_gain`` of the best wins, since it costs less accuracy. Which ratio is
+    fastest depends on the precision changes: a thin first stage is faster in float than in int8 (see
+    ``precision_candidates``), so the deepest ratio may win only together with them. Accuracy is checked
+    after fine-tuning; back-off steps the ratio down. Marks the other ratios and sets the chosen precision.
+
+    Example:
+        >>> p = [Candidate(f"prune:{r}", kind="prune", ratio=r, base_ms=2.0, latency_ms=ms, helps=True)
+        ...      for r, ms in ((0.25, 1.5), (0.75, 1.45))]
+        >>> choose_ratio([(p[0], []), (p[1], [])], min_gain=0.05)
+        0.25
+    """
+    if not options:
+        return None
+    scored = [(estimate(prune, precision), prune.ratio if prune is not None else 0.0, prune, precision)
+              for prune, precision in options]
+    fastest = min(s[0] for s in scored)
+    best = min((s for s in scored if s[0] <= fastest * (1.0 + min_gain)), key=lambda s: s[1])
+    for factor, _, prune, precision in scored:
+        with_float = [c.id for c in precision if c.helps]
+        text = (f"estimated {factor:.2f}x the original's latency"
+                + (f" with {', '.join(with_float)}" if with_float else ""))
+        if prune is None:
+            continue
+        prune.chosen = prune is best[2]
+        prune.reason += f"; {text}" if prune.chosen else f"; {text}, not chosen: prune:{best[1]:g} {best[0]:.2f}x"
+    ratio = best[2].ratio if best[2] is not None else None
+    select_precision([c for _, _, _, precision in scored for c in precision], ratio)
+    return ratio
+
+
+def select_precision(cands: list[Candidate], ratio: Optional[float]) -> None:
+    """Choose the precision changes that helped on the model pruned at ``ratio`` (a float-stage includes the
+    first-conv float choice it covers); the others are marked not chosen."""
+    mine = [c for c in cands if c.kind in FLOAT_KINDS and c.with_ratio == ratio]
+    stage = [c for c in mine if c.kind == "float-stage" and c.helps]
+    for c in cands:
+        if c.kind not in FLOAT_KINDS:
+            continue
+        c.reason = c.reason.split("; ")[0]
+        c.chosen = c in mine and c.helps
+        if c.chosen and stage and c.kind == "float-layer" and c.layer in (stage[0].layers or []):
+            c.chosen = False
+            c.reason += f"; included in {stage[0].id}"
+        elif c not in mine:
+            c.reason += "; measured for another pruning ratio"
+
+
 def within_budget(cands: list[Candidate], *, base_ms: float, budget_ms: float) -> None:
-    """With a latency budget, keep the most valuable chosen candidates until the estimate meets it."""
+    """With a latency budget, keep the most valuable chosen structural changes until the estimate meets it
+    (precision changes cost no accuracy worth trading and stay as chosen)."""
     if budget_ms <= 0:
         return
-    chosen = sorted((c for c in cands if c.chosen), key=lambda c: -c.value)
+    chosen = sorted((c for c in cands if c.chosen and c.kind not in FLOAT_KINDS), key=lambda c: -c.value)
     estimate = base_ms
     for c in chosen:
         if estimate <= budget_ms:
@@ -260,9 +330,12 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
         if victim_value is current or not [c for c in chosen if c.kind != "prune"]:
             current.chosen = False
             current.reason += "; undone by back-off (accuracy budget exceeded)"
+            measured = {c.with_ratio for c in cands if c.kind in FLOAT_KINDS}
             if smaller:
                 smaller[0].chosen = True
                 smaller[0].reason += "; chosen by back-off instead of " + current.id
+                if smaller[0].ratio in measured:  # its own precision changes, when they were measured
+                    select_precision(cands, smaller[0].ratio)
                 return f"pruning ratio {current.ratio:g} -> {smaller[0].ratio:g}"
             return f"undid {current.id}"
     victim = min(chosen, key=lambda c: c.value)
@@ -345,6 +418,6 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params}
 
 
-__all__ = ["Candidate", "apply", "apply_all", "back_off", "enumerate_candidates", "float_layers", "judge", "measure",
-           "precision_candidates",
-           "resolve_conflicts", "within_budget"]
+__all__ = ["Candidate", "apply", "apply_all", "back_off", "choose_ratio", "enumerate_candidates", "estimate",
+           "float_layers", "judge", "measure", "precision_candidates", "resolve_conflicts", "select_precision",
+           "within_budget"]

@@ -77,9 +77,10 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
 
 def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
     """Measure every candidate change on the target runtime and choose within the budget, in two phases:
-    structural changes (rewrites, pruning) against the original, then precision changes (ops kept in float in
-    an int8 model) against the model with the chosen structural changes, since whether float is faster
-    depends on how many channels are left."""
+    structural changes (rewrites, pruning ratios) against the original, then precision changes (ops kept in
+    float in an int8 model) against the model with the chosen rewrites and each helpful pruning ratio, since
+    whether float is faster depends on how many channels are left. The ratio is chosen with its precision
+    changes (``planner.choose_ratio``)."""
     recipe, target = ctx.recipe, ctx.target
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
@@ -104,7 +105,6 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
             calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress)
         planner.resolve_conflicts(cands)
-        planner.within_budget(cands, base_ms=summary["base_ms"], budget_ms=float(recipe["latency_budget_ms"]))
         if ctx.train is None and not recipe["plan"]["apply_without_data"]:
             for c in cands:
                 if c.chosen:
@@ -112,19 +112,26 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
                     c.reason += ("; not applied without --data: a weight-initialized change loses accuracy that only "
                                  "fine-tuning recovers (set plan.apply_without_data = true to apply it anyway)")
             ctx.note("no --data: only data-free steps ran (quantization calibrated on synthetic inputs)")
-        structural, _ = planner.apply_all(ctx.original, [c for c in cands if c.chosen], recipe)
-        precision = planner.precision_candidates(structural, recipe)
-        if precision:
-            second = planner.measure(
-                structural, precision, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
-                calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress)
-            summary["precision_base_ms"] = second["base_ms"]
-            stage = [c for c in precision if c.kind == "float-stage" and c.chosen]
+        # Each helpful pruning ratio with the precision changes measured on it: which ratio is fastest depends
+        # on them (a thin first stage runs faster in float), so they are chosen together.
+        others = [c for c in cands if c.chosen and c.kind != "prune"]
+        options = []
+        for ratio in [c for c in cands if c.kind == "prune" and c.chosen] or [None]:
+            structural, _ = planner.apply_all(ctx.original, others + ([ratio] if ratio else []), recipe)
+            precision = planner.precision_candidates(structural, recipe)
             for c in precision:
-                if stage and c.kind == "float-layer" and c.chosen and c.layer in (stage[0].layers or []):
-                    c.chosen = False
-                    c.reason += f"; included in {stage[0].id}"
+                c.with_ratio = ratio.ratio if ratio else None
+                c.id += f"@{ratio.id}" if ratio else ""
+            if precision:
+                second = planner.measure(
+                    structural, precision, recipe, runtime=target.runtime, quantize=target.quantize,
+                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress)
+                summary.setdefault("precision_base_ms", {})[ratio.id if ratio else "none"] = second["base_ms"]
+            options.append((ratio, precision))
             cands += precision
+        planner.choose_ratio(options, min_gain=float(recipe["plan"]["min_gain"]))
+        planner.within_budget(cands, base_ms=summary["base_ms"], budget_ms=float(recipe["latency_budget_ms"]))
+        summary["estimates"] = {(p.id if p else "none"): planner.estimate(p, fl) for p, fl in options}
     ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": True, **summary}
     rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
     rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
