@@ -117,9 +117,9 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
 
 def precision_candidates(model: Any, recipe: dict) -> list[Candidate]:
     """Int8 LiteRT targets: keep the first convs (fewer than 4 input channels), or every op at the input
-    resolution, in float. On this CPU an int8 op at 32x32 costs about 75 us whatever its channel count (a
-    3x3 conv with 8 channels: 81 us int8, 39 us float), so once pruning has thinned the first stage, float is
-    faster there. Measured like every candidate; these change no weights, so they need no data."""
+    resolution, in float. On a busy 2-core host an int8 op at 32x32 cost about 75 us whatever its channel
+    count (a 3x3 conv with 8 channels: 81 us int8, 39 us float), so once pruning had thinned the first stage,
+    float was faster there. Measured like every candidate; these change no weights, so they need no data."""
     target = TARGETS[recipe["target"]]
     if not (target.runtime == "litert" and target.quantize == "int8" and recipe["quantize"]["float_first_convs"]):
         return []
