@@ -39,9 +39,8 @@ def trained_minimodel(*, cache: Path, epochs: int, width: int = 32):
     import tf_keras
 
     from edgecnn.data import load_data
-    from models.zoo import minimodel
-
     from edgecnn.training import recalibrate_batchnorm
+    from models.zoo import minimodel
 
     path = cache / f"minimodel_w{width}_e{epochs}.h5"
     train = load_data("digits", input_shape=(32, 32, 3), split="train")

@@ -232,6 +232,31 @@ def resolve_conflicts(cands: list[Candidate]) -> None:
                 c.reason = f"{c.reason}; excluded by {best.id} (more valuable on the same layers)"
 
 
+def measured_on(precision: list[Candidate], prune: Optional[Candidate]) -> list[Candidate]:
+    """Tag precision candidates with the pruning candidate of the model they were timed on: ``with_ratio``
+    and the id suffix ``@prune:R`` that reports and ``plan.fixed`` carry (see ``base_id``).
+
+    Example:
+        >>> [c.id for c in measured_on([Candidate("float:conv1", kind="float-layer")],
+        ...                            Candidate("prune:0.5", kind="prune", ratio=0.5))]
+        ['float:conv1@prune:0.5']
+    """
+    for c in precision:
+        c.with_ratio = prune.ratio if prune is not None else None
+        c.id += f"@{prune.id}" if prune is not None else ""
+    return precision
+
+
+def base_id(cid: str) -> str:
+    """A candidate id without the ``@prune:R`` that only says what a precision change was measured on.
+
+    Example:
+        >>> base_id("float-stage:32x32@prune:0.75"), base_id("prune:0.75")
+        ('float-stage:32x32', 'prune:0.75')
+    """
+    return cid.split("@")[0]
+
+
 def estimate(prune: Optional[Candidate], precision: list[Candidate]) -> float:
     """The estimated latency of a pruning ratio with its precision changes, as a fraction of the original's:
     the ratio's measured factor times the factor of its fastest helpful precision change, which was timed
@@ -268,11 +293,11 @@ def choose_ratio(options: list[tuple[Optional[Candidate], list[Candidate]]], *, 
     fastest = min(s[0] for s in scored)
     best = min((s for s in scored if s[0] <= fastest * (1.0 + min_gain)), key=lambda s: s[1])
     for factor, _, prune, precision in scored:
+        if prune is None:
+            continue
         with_float = [c.id for c in precision if c.helps]
         text = (f"estimated {factor:.2f}x the original's latency"
                 + (f" with {', '.join(with_float)}" if with_float else ""))
-        if prune is None:
-            continue
         prune.chosen = prune is best[2]
         prune.reason += f"; {text}" if prune.chosen else f"; {text}, not chosen: prune:{best[1]:g} {best[0]:.2f}x"
     ratio = best[2].ratio if best[2] is not None else None
@@ -330,11 +355,10 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
         if victim_value is current or not [c for c in chosen if c.kind != "prune"]:
             current.chosen = False
             current.reason += "; undone by back-off (accuracy budget exceeded)"
-            measured = {c.with_ratio for c in cands if c.kind in FLOAT_KINDS}
             if smaller:
                 smaller[0].chosen = True
                 smaller[0].reason += "; chosen by back-off instead of " + current.id
-                if smaller[0].ratio in measured:  # its own precision changes, when they were measured
+                if any(c.kind in FLOAT_KINDS and c.with_ratio == smaller[0].ratio for c in cands):  # its own precision changes, when they were measured
                     select_precision(cands, smaller[0].ratio)
                 return f"pruning ratio {current.ratio:g} -> {smaller[0].ratio:g}"
             return f"undid {current.id}"
@@ -418,6 +442,6 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params}
 
 
-__all__ = ["Candidate", "apply", "apply_all", "back_off", "choose_ratio", "enumerate_candidates", "estimate",
-           "float_layers", "judge", "measure", "precision_candidates", "resolve_conflicts", "select_precision",
+__all__ = ["Candidate", "apply", "apply_all", "back_off", "base_id", "choose_ratio", "enumerate_candidates", "estimate",
+           "float_layers", "judge", "measure", "measured_on", "precision_candidates", "resolve_conflicts", "select_precision",
            "within_budget"]

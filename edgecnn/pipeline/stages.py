@@ -85,14 +85,12 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
     if fixed:  # ids as a report writes them; a precision id's "@prune:R" only says what it was measured on
-        wanted = {f.split("@")[0] for f in fixed}
+        wanted = {planner.base_id(f) for f in fixed}
         structural = [c for c in cands if c.id in wanted]
         ratio = next((c for c in structural if c.kind == "prune"), None)
-        precision = planner.precision_candidates(planner.apply_all(ctx.original, structural, recipe)[0], recipe)
-        for c in precision:
-            c.with_ratio = ratio.ratio if ratio else None
-        cands += precision
-        known = [c.id for c in cands]
+        model = planner.apply_all(ctx.original, structural, recipe)[0]
+        cands += planner.measured_on(planner.precision_candidates(model, recipe), ratio)
+        known = [planner.base_id(c.id) for c in cands]
         missing = sorted(wanted - set(known))
         if missing:
             from edgecnn.errors import EdgecnnError
@@ -100,9 +98,8 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
             raise EdgecnnError(f"recipe plan.fixed names changes this model does not allow: Expected some of "
                                f"{', '.join(known) or 'none'}. Received: {', '.join(missing)}")
         for c in cands:
-            c.chosen = c.id in wanted
+            c.chosen = planner.base_id(c.id) in wanted
             c.reason = "fixed by the recipe (plan.fixed)" if c.chosen else "not in the recipe's plan.fixed"
-            c.id += f"@{ratio.id}" if ratio and c.kind in planner.FLOAT_KINDS else ""
         ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": False}
         rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
         return
@@ -125,10 +122,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         options = []
         for ratio in [c for c in cands if c.kind == "prune" and c.chosen] or [None]:
             structural, _ = planner.apply_all(ctx.original, others + ([ratio] if ratio else []), recipe)
-            precision = planner.precision_candidates(structural, recipe)
-            for c in precision:
-                c.with_ratio = ratio.ratio if ratio else None
-                c.id += f"@{ratio.id}" if ratio else ""
+            precision = planner.measured_on(planner.precision_candidates(structural, recipe), ratio)
             if precision:
                 second = planner.measure(
                     structural, precision, recipe, runtime=target.runtime, quantize=target.quantize,
