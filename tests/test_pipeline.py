@@ -297,3 +297,4 @@ def test_fixed_plan_takes_precision_ids_as_the_report_writes_them(tmp_path, digi
     with pytest.raises(EdgecnnError, match="Received: float:conv9"):
         compress(str(digits_cnn), outdir=tmp_path / "bad", data="digits", quiet=True,
                  recipe=_recipe_file(tmp_path, **{"plan.fixed": ["prune:0.5", "float:conv9@prune:0.5"]}))
+    assert not (tmp_path / "bad").exists()  # the folder this run created is gone, checkpoint and all

@@ -149,6 +149,7 @@ def compress(
     from edgecnn import __version__
 
     key = "-".join([sha[:16], recipe_hash(rec), str(data), str(rec["seed"]), __version__])
+    created = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
     ck = Checkpoint(outdir, key=key)
     saved = ck.load() if resume else None
@@ -188,6 +189,11 @@ def compress(
                 fn(ctx, record, progress=ctx.progress)
             else:
                 fn(ctx, record)
+        except EdgecnnError:  # bad input found by a stage (e.g. a recipe's plan.fixed): nothing to resume from
+            ck.clear()
+            if created and not any(outdir.iterdir()):
+                outdir.rmdir()
+            raise
         except S.BudgetExceeded as exc:
             record.seconds = time.perf_counter() - t0
             ctx.stages.append(record)
