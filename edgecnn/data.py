@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import DataError, ShapeMismatchError
+from edgecnn.heldout import HeldOut, split_data, top1_accuracy  # noqa: E402  (the held-out protocol)
 
-__all__ = ["Dataset", "SPLITS", "load_data", "digits"]
+__all__ = ["Dataset", "HeldOut", "SPLITS", "check_labels", "load_data", "digits", "split_data", "top1_accuracy"]
 
 SPLITS = ("all", "train", "test")
 TEST_FRACTION = 0.2
@@ -45,12 +46,15 @@ class Dataset:
         y: int64 array ``(N,)`` of class indices, or ``None`` when the source is unlabelled.
         class_names: one name per class index, or ``None`` when unknown.
         source: where the samples came from, e.g. ``"digits"``, ``"folder:/path"``, ``"npz:/path"``.
+        ids: one identity per sample, to re-measure a result elsewhere: the file path relative to the
+            folder, or the row index in the source (``.npz`` rows, ``load_digits()`` rows, arrays).
     """
 
     x: np.ndarray
     y: np.ndarray | None
     class_names: tuple[str, ...] | None
     source: str
+    ids: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -160,11 +164,12 @@ def digits(
     labels = bunch.target.astype(np.int64)
     index = _split_indices(labels, len(labels), split=split, seed=seed, test_fraction=test_fraction)
     images, labels = images[index], labels[index]
+    ids = tuple(str(int(i)) for i in index)
 
     x = _resize_gray(images, height=height, width=width)[..., None]
     if channels == 3:
         x = np.repeat(x, 3, axis=-1)
-    return Dataset(x=x, y=labels, class_names=tuple(str(i) for i in range(10)), source="digits")
+    return Dataset(x=x, y=labels, class_names=tuple(str(i) for i in range(10)), source="digits", ids=ids)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -219,28 +224,19 @@ def _classify(text: str) -> tuple[str, Path]:
 
 
 def _split_indices(y, n: int, *, split: str, seed: int, test_fraction: float) -> np.ndarray:
-    """Row indices of ``split``, in ascending order; stratified on ``y`` when possible."""
-    index = np.arange(n)
+    """Row indices of ``split``, in ascending order: :func:`edgecnn.heldout.split_indices`'s protocol."""
     if split == "all":
-        return index
-    if n < 2:
-        raise DataError(f"Expected at least 2 samples to make a {split!r} split. Received: {n} sample(s)")
-    from sklearn.model_selection import train_test_split
+        return np.arange(n)
+    from edgecnn.heldout import split_indices
 
-    stratify = None
-    if y is not None:
-        counts = np.bincount(y)
-        counts = counts[counts > 0]
-        n_test = int(np.ceil(test_fraction * n))
-        if counts.min() >= 2 and len(counts) <= n_test and len(counts) <= n - n_test:
-            stratify = y
-    train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=stratify)
-    return np.sort(train if split == "train" else test)
+    train, test, _ = split_indices(y, n, seed=seed, test_fraction=test_fraction)
+    return train if split == "train" else test
 
 
 def _take(ds: Dataset, index: np.ndarray) -> Dataset:
-    y = None if ds.y is None else ds.y[index]
-    return Dataset(x=ds.x[index], y=y, class_names=ds.class_names, source=ds.source)
+    from edgecnn.heldout import take
+
+    return take(ds, index)
 
 
 def _resize_gray(images: np.ndarray, *, height: int, width: int) -> np.ndarray:
@@ -292,11 +288,12 @@ def _load_folder(folder: Path, shape: tuple[int, int, int]) -> Dataset:
     x = np.empty((len(files), height, width, channels), dtype=np.float32)
     for i, path in enumerate(files):
         x[i] = _read_image(path, height=height, width=width, channels=channels)
+    ids = tuple(f.relative_to(folder).as_posix() for f in files)
     if not labelled:
-        return Dataset(x=x, y=None, class_names=None, source=f"folder:{folder}")
+        return Dataset(x=x, y=None, class_names=None, source=f"folder:{folder}", ids=ids)
     y = np.concatenate([np.full(len(group), k, dtype=np.int64) for k, group in enumerate(per_class)])
     names = tuple(c.name for c in classes)
-    return Dataset(x=x, y=y, class_names=names, source=f"folder:{folder}")
+    return Dataset(x=x, y=y, class_names=names, source=f"folder:{folder}", ids=ids)
 
 
 def _read_image(path: Path, *, height: int, width: int, channels: int) -> np.ndarray:
@@ -331,7 +328,7 @@ def _load_npz(path: Path, shape: tuple[int, int, int]) -> Dataset:
     x = _npz_x(arrays["x"], shape, path)
     y = _npz_y(arrays.get("y"), len(x), path)
     names = _npz_class_names(arrays.get("class_names"), y, path)
-    return Dataset(x=x, y=y, class_names=names, source=f"npz:{path}")
+    return Dataset(x=x, y=y, class_names=names, source=f"npz:{path}", ids=tuple(str(i) for i in range(len(x))))
 
 
 def _npz_x(x: np.ndarray, shape: tuple[int, int, int], path: Path) -> np.ndarray:
@@ -362,6 +359,11 @@ def _npz_x(x: np.ndarray, shape: tuple[int, int, int], path: Path) -> np.ndarray
 def _npz_y(y: np.ndarray | None, n: int, path: Path) -> np.ndarray | None:
     if y is None:
         return None
+    return check_labels(y, n, where=repr(str(path)))
+
+
+def check_labels(y: np.ndarray, n: int, *, where: str) -> np.ndarray:
+    """``n`` integer class indices (or one-hot rows) as int64, else a DataError naming ``where``."""
     if y.ndim == 2 and y.shape[0] == n and y.shape[1] > 1:  # one-hot
         y = np.argmax(y, axis=1)
     y = np.asarray(y)
@@ -371,7 +373,7 @@ def _npz_y(y: np.ndarray | None, n: int, path: Path) -> np.ndarray | None:
     if y.shape != (n,) or not integral or (n and y.min() < 0):
         raise DataError(
             f"Expected y as {n} non-negative integer class indices (shape ({n},)) or one-hot ({n}, K). "
-            f"Received: shape {tuple(y.shape)}, dtype {y.dtype} in {str(path)!r}"
+            f"Received: shape {tuple(y.shape)}, dtype {y.dtype} in {where}"
         )
     return y.astype(np.int64)
 

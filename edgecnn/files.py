@@ -52,3 +52,29 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def strict_json(obj: object, *, indent: int = 2) -> str:
+    """JSON that strict parsers accept: NaN and +-Infinity become null (``json.dumps`` would write bare
+    ``NaN``), and objects JSON does not know are written as their ``str``.
+
+    >>> strict_json({"a": float("nan"), "b": [1.0, float("inf")], "c": 2}, indent=0).replace("\\n", "")
+    '{"a": null,"b": [1.0,null],"c": 2}'
+    """
+    import json
+    import math
+
+    def clean(value: object) -> object:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+            return clean(value.item())  # numpy scalars
+        if value is None or isinstance(value, (str, int, bool)):
+            return value
+        return str(value)
+
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)

@@ -86,14 +86,23 @@ def rebuild(
     *,
     replace: Optional[Callable[[Call], Any]] = None,
     name: Optional[str] = None,
+    bn_data: Any = None,
 ) -> Any:
     """A new flat tf_keras model with every layer cloned, or replaced where ``replace`` returns outputs.
+
+    A replaced layer feeds the layers after it differently distributed activations, so every
+    BatchNormalization downstream of a replacement holds stale moving statistics: in inference mode such
+    a model can fall to chance level although its weights are fine. With ``bn_data`` (training inputs,
+    never test data) those statistics are re-estimated here, where the change is made, so no caller can
+    forget it (:func:`edgecnn.training.recalibrate_batchnorm`); the other BatchNorms keep theirs.
 
     Args:
         model: a flat tf_keras functional model (the working model from :func:`edgecnn.load`).
         replace: called once per layer call; returns the new output tensor(s) for that call, or None to
             keep a clone of the layer with its weights.
         name: the new model's name (default: the old one).
+        bn_data: inputs to re-estimate the BatchNorm statistics downstream of a replacement on, or None
+            (then they are left as they were: see :func:`stale_batchnorms`).
 
     Returns:
         A ``tf_keras.Model`` with the same inputs (names, shapes, dtypes) and as many outputs.
@@ -116,6 +125,8 @@ def rebuild(
     nodes = list(iter_nodes(model))
     names.update(n.layer.name for n in nodes)
     clones: dict[int, Any] = {}
+    changed: set[int] = set()  # ids of new tensors downstream of a replacement
+    stale: list[Any] = []  # new BatchNorm layers that see changed inputs
     for node in nodes:
         if is_model(node.layer):
             raise UnsupportedModelError(
@@ -125,6 +136,7 @@ def rebuild(
         call = Call(node=node, args=fill_in(node.args, tensors), kwargs=fill_in(node.kwargs, tensors),
                     inputs=[tensors[id(t)] for t in node.inputs], _names=names)
         out = replace(call) if replace is not None else None
+        downstream = out is not None or any(id(t) in changed for t in call.inputs)
         if out is None:
             key = id(node.layer)
             first = key not in clones
@@ -141,9 +153,31 @@ def rebuild(
             )
         for old, new in zip(node.outputs, outs):
             tensors[id(old)] = new
+            if downstream:
+                changed.add(id(new))
+                layer = getattr(new, "_keras_history", [None])[0]
+                if _is_batchnorm(layer) and layer not in stale:
+                    stale.append(layer)
     outputs = [tensors[id(t)] for t in model_outputs(model)]
-    return tf_keras.Model(
+    new_model = tf_keras.Model(
         new_inputs if len(new_inputs) > 1 else new_inputs[0],
         outputs if len(outputs) > 1 else outputs[0],
         name=name or model.name,
     )
+    new_model._edgecnn_stale_bn = tuple(layer.name for layer in stale)
+    if bn_data is not None and stale:
+        from edgecnn.training import recalibrate_batchnorm
+
+        recalibrate_batchnorm(new_model, bn_data, layers=stale)
+        new_model._edgecnn_stale_bn = ()
+    return new_model
+
+
+def _is_batchnorm(layer: Any) -> bool:
+    return layer is not None and "BatchNormalization" in type(layer).__name__
+
+
+def stale_batchnorms(model: Any) -> tuple[str, ...]:
+    """Names of the BatchNorm layers of a :func:`rebuild` result whose statistics were not re-estimated
+    after a replacement upstream of them (no ``bn_data``); empty for any other model."""
+    return tuple(getattr(model, "_edgecnn_stale_bn", ()))

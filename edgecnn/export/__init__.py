@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -92,10 +92,12 @@ class ExportReport:
     calibration: dict | None = None
     warnings: list[str] = field(default_factory=list)
     budget: dict | None = None
+    data: dict | None = None
 
     def as_dict(self) -> dict:
         return {
             "outdir": self.outdir,
+            "data": self.data,
             "calibration": self.calibration,
             "budget": self.budget,
             "warnings": self.warnings,
@@ -123,27 +125,14 @@ def _input_is_float(model: Any) -> bool:
     return "float" in str(getattr(dtype, "name", dtype))
 
 
-def _data_arrays(model: Any, data: Any, *, seed: int) -> tuple[Any, str]:
-    """A Dataset from ``data`` (spec string, Dataset, or None)."""
+def _heldout(model: Any, data: Any, *, seed: int, eval_on_train: bool) -> Any:
+    """The one held-out split of ``data`` (:func:`edgecnn.data.split_data`): calibration draws from its train
+    split, validation and accuracy from its test split only."""
     if data is None:
-        return None, "none"
-    if isinstance(data, (str, os.PathLike)):
-        from edgecnn.data import load_data
+        return None
+    from edgecnn.data import split_data
 
-        return load_data(str(data), input_shape=_input_shape(model), seed=seed), str(data)
-    return data, getattr(data, "source", "arrays")
-
-
-def _split(model: Any, data: Any, dataset: Any, *, seed: int) -> tuple[Any, Any]:
-    """(calibration set, validation set). The bundled digits keep their fixed train/test split, so accuracy
-    is measured on held-out images; other data serve both roles."""
-    if isinstance(data, str) and data == "digits":
-        from edgecnn.data import load_data
-
-        shape = _input_shape(model)
-        return (load_data("digits", input_shape=shape, split="train", seed=seed),
-                load_data("digits", input_shape=shape, split="test", seed=seed))
-    return dataset, dataset
+    return split_data(data, input_shape=_input_shape(model), seed=seed, eval_on_train=eval_on_train)
 
 
 def export(
@@ -155,7 +144,7 @@ def export(
     data: Any = None,
     io: str = "float",
     calibration_samples: int = 200,
-    validation_samples: int = 500,
+    validation_samples: Optional[int] = None,
     opset: int = 17,
     seed: int = 0,
     name: str | None = None,
@@ -170,6 +159,9 @@ def export(
     max_accuracy_drop: float | None = None,
     prebuilt: dict[str, bytes] | None = None,
     float_layers: Sequence[str] = (),
+    min_agreement: Optional[float] = None,
+    min_snr_db: Optional[float] = None,
+    eval_on_train: bool = False,
 ) -> ExportReport:
     """Export ``model`` to each format, validate on the real runtime, write ``OUTDIR/export.json``.
 
@@ -178,10 +170,13 @@ def export(
         outdir: folder for the artifacts (created; a file there is an error).
         formats: ``"tflite"``, ``"onnx"``, ``"all"`` or a list.
         quantize: ``none``, ``fp16``, ``dynamic``, ``int8`` or ``int16x8``.
-        data: ``--data`` spec, an :class:`edgecnn.data.Dataset`, or None (synthetic inputs in [0, 1)).
+        data: ``--data`` spec, a :class:`edgecnn.data.Dataset`, ``(x, y)``, a ``tf.data.Dataset``, a
+            :class:`edgecnn.data.HeldOut`, or None (synthetic inputs in [0, 1)). It is split once: full-integer
+            modes calibrate on the train split, every artifact is validated on the held-out test split.
         io: ``float``, or ``int8``/``uint8`` integer input/output tensors (TFLite int8 only).
         calibration_samples: representative samples for full-integer modes.
-        validation_samples: samples used to compare each artifact with the Keras model.
+        validation_samples: at most this many test samples compare each artifact with the Keras model
+            (None: all of them; their ids are in ``report.data``).
         opset: ONNX opset.
         ort_format: also convert each ONNX artifact to ONNX Runtime Mobile's .ort format (validated too).
         quiet: silence the converters' native prints on stdout/stderr.
@@ -196,12 +191,17 @@ def export(
             float on the target); see :func:`edgecnn.export.budget.int8_with_float_layers`.
         prebuilt: artifacts already converted elsewhere (e.g. by quantization-aware training), by format
             name; they are validated against ``model`` and bundled like the others.
+        min_agreement, min_snr_db: override the mode's validation floors
+            (:data:`edgecnn.export.validate.TOLERANCES`).
+        eval_on_train: data too small to hold out a test split is validated on its training samples
+            (``report.data`` says so) instead of refused.
 
     Returns:
-        ExportReport; its artifacts are also listed in ``OUTDIR/export.json``.
+        ExportReport; its artifacts are also listed in ``OUTDIR/export.json`` (paths relative to OUTDIR).
 
     Raises:
-        EdgecnnError on bad options; ValidationError when a float artifact does not match Keras.
+        EdgecnnError on bad options; ValidationError when any artifact misses its mode's tolerance (every
+        failure named in one message; then nothing is written).
     """
     names = parse_formats(formats)
     mode = QuantMode.parse(quantize)
@@ -219,17 +219,26 @@ def export(
         raise EdgecnnError(
             f"--max-accuracy-drop applies to int8: Expected --quantize int8. Received: --quantize {mode.value}"
         )
-    outdir = Path(outdir)
-    prepare_outdir(outdir)
+    from edgecnn.export.validate import TOLERANCES, check_finite_weights
+
+    tolerance = TOLERANCES[mode.value].with_overrides(min_agreement=min_agreement, min_snr_db=min_snr_db)
+    if calibration_samples is None or isinstance(calibration_samples, bool) or int(calibration_samples) < 1:
+        raise EdgecnnError(f"calibration samples: Expected an integer >= 1. Received: {calibration_samples!r}")
     shape = _input_shape(model)
-    dataset, source = _data_arrays(model, data, seed=seed)
-    calib_set, val_set = _split(model, data, dataset, seed=seed) if dataset is not None else (None, None)
+    if hasattr(model, "layers"):
+        check_finite_weights(model)
+    heldout = _heldout(model, data, seed=seed, eval_on_train=eval_on_train)
+    calib_set, val_set = (heldout.train, heldout.test) if heldout is not None else (None, None)
+    source = heldout.source if heldout is not None else "none"
+    outdir = Path(outdir)
+    created = not outdir.exists()
     report = ExportReport(outdir=str(outdir))
     calibration = None
     if mode.needs_calibration:
         if calib_set is not None:
             calibration = calib_set.x[:calibration_samples]
-            report.calibration = {"source": source, "samples": int(len(calibration)), "synthetic": False}
+            report.calibration = {"source": source, "split": "train", "samples": int(len(calibration)),
+                                  "synthetic": False}
         else:
             calibration = synthetic_calibration(shape, samples=calibration_samples, seed=seed)
             report.calibration = {"source": "synthetic uniform [0, 1)", "samples": calibration_samples,
@@ -241,8 +250,13 @@ def export(
     if val_set is not None:
         x_val = val_set.x[:validation_samples]
         y_val = None if val_set.y is None else val_set.y[:validation_samples]
+        report.data = {**heldout.describe(), "validated_samples": int(len(x_val)),
+                       "validated_ids": list((val_set.ids or ())[:len(x_val)])}
     else:
-        x_val, y_val = synthetic_calibration(shape, samples=min(validation_samples, 32), seed=seed + 1), None
+        x_val, y_val = synthetic_calibration(shape, samples=min(validation_samples or 256, 256), seed=seed + 1), None
+        report.data = {"source": "synthetic uniform [0, 1)", "validated_samples": int(len(x_val)),
+                       "note": "no --data: artifacts were validated against Keras on random inputs, which shows "
+                               "that they compute the same function, not how accurate they are"}
     from edgecnn.export.validate import compare, keras_outputs
 
     if max_accuracy_drop is not None and y_val is None:
@@ -262,6 +276,7 @@ def export(
             f"labels do not fit the model output: Expected {reference[0].shape[1]} labels. Received: {len(labels)}"
         )
     problems: list[str] = []
+    staged: list[tuple[Path, str, bytes, Any]] = []  # written only when every artifact validated
     for fmt_name in names:
         fmt = FORMATS[fmt_name]
         if prebuilt and fmt_name in prebuilt:
@@ -291,29 +306,36 @@ def export(
                 data_bytes, name=stem, description=description or f"{stem} exported by edgecnn ({mode.value})",
                 version=version, input_mean=mean, input_std=std, labels=labels,
             )
+        prepare_outdir(outdir)
         final = outdir / f"{stem}_{mode.value}{'' if io == 'float' else '_io' + io}{fmt.suffix}"
-        validation = _validate(fmt, data_bytes, final, x_val, y_val, reference, exact=mode.is_float, compare=compare)
+        validation = _validate(fmt, data_bytes, final, x_val, y_val, reference, tolerance=tolerance,
+                               compare=compare, inputs=report.data["source"])
         if not validation.passed:
-            problems.extend(f"{final.name}: {p}" for p in validation.problems)
+            problems.append(f"{final.name}: {'; '.join(validation.problems)}")
             continue
+        staged.append((final, fmt_name, data_bytes, validation))
+        if fmt_name == "onnx" and ort_format:
+            with _quiet(quiet), tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as tmp:
+                onnx_tmp = Path(tmp) / final.name
+                onnx_tmp.write_bytes(data_bytes)
+                ort_bytes = _ort_bytes(onnx_tmp)
+            ort_path = final.with_suffix(".ort")
+            ort_val = _validate(ORT_FORMAT, ort_bytes, ort_path, x_val, y_val, reference, tolerance=tolerance,
+                                compare=compare, inputs=report.data["source"])
+            if not ort_val.passed:
+                problems.append(f"{ort_path.name}: {'; '.join(ort_val.problems)}")
+                continue
+            staged.append((ort_path, "ort", ort_bytes, ort_val))
+    if problems:
+        if created and outdir.is_dir() and not any(outdir.iterdir()):
+            outdir.rmdir()
+        raise ValidationError(f"export did not validate ({tolerance.mode} tolerance): " + " | ".join(problems))
+    for final, fmt_name, data_bytes, validation in staged:
         write_atomic(final, data_bytes)
         report.artifacts.append(_artifact(final, fmt_name, mode, io, data_bytes, validation))
-        if fmt_name == "onnx" and ort_format:
-            with _quiet(quiet):
-                ort_bytes = _ort_bytes(final)
-            ort_path = final.with_suffix(".ort")
-            ort_val = _validate(ORT_FORMAT, ort_bytes, ort_path, x_val, y_val, reference, exact=mode.is_float,
-                                compare=compare)
-            if not ort_val.passed:
-                problems.extend(f"{ort_path.name}: {p}" for p in ort_val.problems)
-                continue
-            write_atomic(ort_path, ort_bytes)
-            report.artifacts.append(_artifact(ort_path, "ort", mode, io, ort_bytes, ort_val))
     _write_manifest(outdir, report)
     _write_bundle(outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
                   source=str(getattr(model, "name", stem)), command=command)
-    if problems:
-        raise ValidationError("export did not validate: " + "; ".join(problems))
     return report
 
 
@@ -333,11 +355,12 @@ def _ort_bytes(onnx_path: Path) -> bytes:
 
 
 def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any, reference: list, *,
-              exact: bool, compare: Callable[..., Any]) -> Any:
+              tolerance: Any, compare: Callable[..., Any], inputs: str = "") -> Any:
     """Write ``data`` to a temporary file beside ``final``, run it on its runtime, compare, delete the temp."""
     from edgecnn.runtimes import RUNTIMES
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix, dir=final.parent)
+    tmp_dir = final.parent if final.parent.is_dir() else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix, dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -348,10 +371,10 @@ def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any
             from edgecnn.export.validate import Validation
 
             return Validation(runtime=fmt.runtime, passed=False, problems=(f"does not run on {fmt.runtime}: {exc}",))
-        validation = compare(reference, got, labels=y, exact=exact)
+        validation = compare(reference, got, labels=y, tolerance=tolerance)
     finally:
         os.unlink(tmp)
-    validation.runtime = fmt.runtime
+    validation.runtime, validation.inputs = fmt.runtime, inputs
     return validation
 
 
@@ -362,7 +385,7 @@ def _write_bundle(outdir: Path, report: ExportReport, *, stem: str, shape: tuple
 
     if labels:
         write_labels(outdir, labels)
-    artifacts = json.loads((outdir / "export.json").read_text())["artifacts"]
+    artifacts = [{**a, "path": Path(a["path"]).name} for a in report.as_dict()["artifacts"]]
     accuracies = [a["validation"].get("reference_accuracy") for a in artifacts]
     accuracy = next((a for a in accuracies if a is not None), None)
     write_model_card(outdir, name=stem, artifacts=artifacts, input_shape=shape, input_mean=mean, input_std=std,
@@ -378,8 +401,14 @@ def _write_manifest(outdir: Path, report: ExportReport) -> None:
             previous = json.loads(path.read_text()).get("artifacts", [])
         except (ValueError, AttributeError):
             previous = []
-    current = {a.path for a in report.artifacts}
-    merged = [a for a in previous if a.get("path") not in current and Path(a.get("path", "")).exists()]
+    from edgecnn.files import strict_json
+
+    mine = [{**a, "path": Path(a["path"]).name} for a in report.as_dict()["artifacts"]]  # relative to OUTDIR
+    current = {a["path"] for a in mine}
+    merged = [a for a in previous if isinstance(a, dict) and isinstance(a.get("path"), str)
+              and a["path"] not in current and "/" not in a["path"] and a["path"] not in ("", ".", "..")
+              and (outdir / a["path"]).is_file()]
     doc = report.as_dict()
-    doc["artifacts"] = merged + doc["artifacts"]
-    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
+    doc["outdir"] = "."
+    doc["artifacts"] = merged + mine
+    write_atomic(path, strict_json(doc) + "\n")

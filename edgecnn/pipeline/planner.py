@@ -61,20 +61,21 @@ class Candidate:
         return asdict(self)
 
 
-def _rewrite(kind: str, **options: Any) -> Callable[[Any, "Candidate"], Any]:
-    def apply(model: Any, cand: "Candidate") -> Any:
+def _rewrite(kind: str, **options: Any) -> Callable[..., Any]:
+    def apply(model: Any, cand: "Candidate", *, bn_data: Any = None) -> Any:
         from edgecnn.rewrite import rewrite
 
         layers = [cand.layer] if cand.layer else None
-        return rewrite(model, to=kind, layers=layers, select="all", progress=False, **options).model
+        return rewrite(model, to=kind, layers=layers, select="all", progress=False, bn_data=bn_data,
+                       **options).model
 
     return apply
 
 
-def _prune(model: Any, cand: "Candidate", *, importance: str = "l1", round_to: int = 8) -> Any:
+def _prune(model: Any, cand: "Candidate", *, importance: str = "l1", round_to: int = 8, bn_data: Any = None) -> Any:
     from edgecnn.prune import prune_channels
 
-    return prune_channels(model, ratios=float(cand.ratio), importance=importance, round_to=round_to)
+    return prune_channels(model, ratios=float(cand.ratio), importance=importance, round_to=round_to, bn_data=bn_data)
 
 
 def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
@@ -157,26 +158,28 @@ def _flatten_dense(model: Any) -> Optional[str]:
     return None
 
 
-def apply(model: Any, cand: Candidate, recipe: dict) -> Any:
-    """The model with one candidate change applied (weights initialized from the model's, not fine-tuned)."""
+def apply(model: Any, cand: Candidate, recipe: dict, *, bn_data: Any = None) -> Any:
+    """The model with one candidate change applied (weights initialized from the model's, not fine-tuned;
+    BatchNorm statistics after the change re-estimated on ``bn_data``, training inputs, when given)."""
     if cand.kind in FLOAT_KINDS:  # the Keras model does not change; only its int8 conversion does
         return model
     if cand.kind == "prune":
-        return _prune(model, cand, importance=recipe["prune"]["importance"], round_to=recipe["prune"]["round_to"])
+        return _prune(model, cand, importance=recipe["prune"]["importance"], round_to=recipe["prune"]["round_to"],
+                      bn_data=bn_data)
     options: dict = {}
     if cand.kind == "low-rank-dense":
         options["energy"] = float(recipe["rewrite"]["dense_energy"])
-    return _rewrite(cand.kind, **options)(model, cand)
+    return _rewrite(cand.kind, **options)(model, cand, bn_data=bn_data)
 
 
-def apply_all(model: Any, chosen: list[Candidate], recipe: dict) -> tuple[Any, list[str]]:
+def apply_all(model: Any, chosen: list[Candidate], recipe: dict, *, bn_data: Any = None) -> tuple[Any, list[str]]:
     """Apply chosen candidates in a fixed order: head rewrites, conv rewrites, then pruning."""
     order = {"gap-head": 0, "low-rank-dense": 1, "separable": 2, "bottleneck": 2, "prune": 3}
     changes = []
     for cand in sorted(chosen, key=lambda c: (order.get(c.kind, 9), c.id)):
         if cand.kind in FLOAT_KINDS:
             continue
-        model = apply(model, cand, recipe)
+        model = apply(model, cand, recipe, bn_data=bn_data)
         changes.append(cand.id)
     return model, changes
 
@@ -400,7 +403,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     for k, cand in enumerate(cands):
         progress(f"measuring {cand.id}", k, len(cands))
         try:
-            variant = apply(model, cand, recipe)
+            variant = apply(model, cand, recipe, bn_data=calibration if ref is not None else None)
             if cand.kind in FLOAT_KINDS:
                 from edgecnn.export.budget import int8_with_float_layers
 
@@ -413,11 +416,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
             continue
         stats = analyze(variant)
         cand.params, cand.macs = stats.total_params, stats.total_macs
-        if ref is not None:
-            if cand.kind not in FLOAT_KINDS:  # sensitivity after BN statistics are re-estimated, as finetune does
-                from edgecnn.training import recalibrate_batchnorm
-
-                recalibrate_batchnorm(variant, cal)
+        if ref is not None:  # sensitivity with BN statistics re-estimated (apply did it, on training inputs)
             out = keras_outputs(variant, x_val)[0]
             cand.output_error = float(np.linalg.norm(out - ref) / (np.linalg.norm(ref) + 1e-12))
             if base_acc is not None:

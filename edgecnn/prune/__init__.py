@@ -71,6 +71,8 @@ class PruneResult:
         accuracy_before, accuracy_after: top-1 on the held-out split of labelled data, else None.
         epochs_run: fine-tuning epochs actually run.
         notes: what the numbers mean (e.g. that zeros do not speed up dense runtimes).
+        data: the held-out split the accuracies were measured on (:meth:`edgecnn.data.HeldOut.describe`).
+        budget: with ``max_accuracy_drop``: ``met``, ``drop_points`` and, when missed, ``why`` with what to try.
     """
 
     model: Any = field(repr=False)
@@ -85,6 +87,8 @@ class PruneResult:
     accuracy_after: Optional[float] = None
     epochs_run: int = 0
     notes: list[str] = field(default_factory=list)
+    data: Optional[dict] = None
+    budget: Optional[dict] = None
 
     def as_dict(self) -> dict:
         """Everything but the model, JSON-ready."""
@@ -92,7 +96,7 @@ class PruneResult:
                 "params_after": self.params_after, "nonzero_before": self.nonzero_before,
                 "nonzero_after": self.nonzero_after, "sizes": dict(self.sizes),
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
-                "epochs_run": self.epochs_run, "notes": list(self.notes)}
+                "epochs_run": self.epochs_run, "notes": list(self.notes), "data": self.data, "budget": self.budget}
 
 
 def _working(model: Any) -> Any:
@@ -108,24 +112,27 @@ def _working(model: Any) -> Any:
     return load(model)
 
 
-def _datasets(data: Any, model: Any) -> tuple[Any, Any]:
-    """(train, test) Datasets; a Dataset object serves as both (accuracy then measured on it)."""
-    if data is None:
-        return None, None
-    from edgecnn.data import Dataset, load_data
+PRUNE_HINT = ("try a smaller --sparsity, more --epochs, --importance bn or activation, or --layer-sparsity to spare "
+              "the sensitive groups that --analyze lists")
 
-    if isinstance(data, Dataset):
-        return data, data
+
+def _datasets(data: Any, model: Any, *, seed: int, eval_on_train: bool) -> Any:
+    """The HeldOut split of any data source (:func:`edgecnn.data.split_data`), or None."""
+    if data is None:
+        return None
+    from edgecnn.data import split_data
+
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    return load_data(str(data), input_shape=shape, split="train"), load_data(str(data), input_shape=shape, split="test")
+    return split_data(data, input_shape=shape, seed=seed, eval_on_train=eval_on_train)
 
 
 def accuracy(model: Any, ds: Any) -> Optional[float]:
-    """Top-1 accuracy of ``model`` on a labelled Dataset, else None."""
+    """Top-1 accuracy of ``model`` (inference mode) on a labelled Dataset, else None."""
     if ds is None or ds.y is None:
         return None
-    p = model.predict(ds.x, batch_size=128, verbose=0)
-    return float(np.mean(np.argmax(p, axis=-1) == ds.y))
+    from edgecnn.data import top1_accuracy
+
+    return top1_accuracy(model.predict(ds.x, batch_size=128, verbose=0), ds.y)
 
 
 def _nonzero(model: Any) -> int:
@@ -189,7 +196,8 @@ def _check(method: str, sparsity: Any, schedule: str, importance: str, round_to:
 def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: str = "polynomial",
           layer_sparsity: Optional[Mapping[str, float]] = None, skip_first_last: bool = True,
           importance: str = "l1", round_to: int = 8, data: Any = None, epochs: int = 0, batch_size: int = 32,
-          seed: int = 0, progress: bool = True) -> PruneResult:
+          seed: int = 0, progress: bool = True, max_accuracy_drop: Optional[float] = None,
+          eval_on_train: bool = False) -> PruneResult:
     """Prune a model by ``method`` and fine-tune it (distillation from the original) when data is given.
 
     Args:
@@ -205,10 +213,16 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
             pruning never touches the model outputs; the first conv's filters are pruned like any other).
         importance: channels: ``l1``, ``bn`` or ``activation`` (measured on ``data``).
         round_to: channels: kept channel counts are multiples of this (never 0).
-        data: a ``Dataset`` or a ``--data`` spec (``digits``, a folder, a .npz). Its train split fine-tunes
-            (labels used when present), its test split measures accuracy before/after.
+        data: a ``--data`` spec (``digits``, a folder, a .npz), a ``Dataset``, ``(x, y)``, a ``tf.data.Dataset``
+            or a :class:`edgecnn.data.HeldOut`. It is split once (:func:`edgecnn.data.split_data`): the train
+            split fine-tunes (labels used when present) and re-estimates the BatchNorm statistics after the
+            cuts; the held-out test split measures accuracy before and after.
         epochs: fine-tuning epochs (0: prune only; magnitude masks are then applied one-shot).
         batch_size, seed, progress: fine-tuning options.
+        max_accuracy_drop: points of held-out accuracy the pruned model may lose; ``result.budget`` says
+            whether it was met and what to try when not.
+        eval_on_train: data too small to hold out a test split is measured on the training data (said in
+            the notes) instead of refused.
 
     Returns:
         A :class:`PruneResult`.
@@ -221,7 +235,8 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
     if epochs > 0 and data is None:
         raise EdgecnnError(f"fine-tuning needs data: Expected --data with epochs={epochs}. Received: no data")
     working = _working(model)
-    train, test = _datasets(data, working)
+    heldout = _datasets(data, working, seed=seed, eval_on_train=eval_on_train)
+    train, test = (heldout.train, heldout.test) if heldout is not None else (None, None)
     before = accuracy(working, test)
     notes = []
     if method == "channels":
@@ -236,12 +251,21 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
         sizes = {}
     else:
         sizes = _gzip_sizes(working, pruned)
-    if test is not None and test is train:
-        notes.append("accuracy measured on the data used for fine-tuning (pass a --data spec for a held-out split)")
+    if heldout is not None and heldout.on_training_data:
+        from edgecnn.heldout import EVAL_ON_TRAIN_NOTE
+
+        notes.append(EVAL_ON_TRAIN_NOTE)
+    after = accuracy(pruned, test)
+    budget = None
+    if max_accuracy_drop is not None:
+        from edgecnn.heldout import budget_outcome
+
+        budget = budget_outcome(before, after, max_drop=max_accuracy_drop, hint=PRUNE_HINT)
     return PruneResult(model=pruned, method=method, layers=rows, params_before=int(working.count_params()),
                        params_after=int(pruned.count_params()), nonzero_before=_nonzero(working),
                        nonzero_after=_nonzero(pruned), sizes=sizes, accuracy_before=before,
-                       accuracy_after=accuracy(pruned, test), epochs_run=epochs_run, notes=notes)
+                       accuracy_after=after, epochs_run=epochs_run, notes=notes,
+                       data=None if heldout is None else heldout.describe(), budget=budget)
 
 
 def _prune_channels(working: Any, s: float, layer_sparsity: Any, importance: str, round_to: int, train: Any,
@@ -259,7 +283,12 @@ def _prune_channels(working: Any, s: float, layer_sparsity: Any, importance: str
     ratios: Union[float, dict] = dict(layer_sparsity) if layer_sparsity else s
     x = None if train is None else train.x[:256]
     selection = select(cg, ratios=ratios, importance=importance, round_to=round_to, default=s, x=x)
-    pruned = apply_selection(working, selection, cg=cg)
+    pruned = apply_selection(working, selection, cg=cg, bn_data=None if train is None else train.x)
+    from edgecnn.surgery import stale_batchnorms
+
+    if stale_batchnorms(pruned):
+        notes.append("no data: the BatchNorm statistics after the cuts were not re-estimated, so the pruned model "
+                     "may be far off in inference mode; pass --data")
     rows = [{"name": g.name, "producers": list(g.producers), "channels_before": g.channels,
              "channels_after": int(len(selection[g.id])) if g.id in selection else g.channels} for g in groups]
     notes.append(f"channels: sparsity is the fraction of channels removed per group (rounded to multiples of "

@@ -79,13 +79,16 @@ def select(cg: ChannelGraph, *, ratios: Union[float, Mapping[str, float]], impor
     return selection
 
 
-def apply_selection(model: Any, selection: Mapping[int, np.ndarray], *, cg: Optional[ChannelGraph] = None) -> Any:
+def apply_selection(model: Any, selection: Mapping[int, np.ndarray], *, cg: Optional[ChannelGraph] = None,
+                    bn_data: Optional[np.ndarray] = None) -> Any:
     """Rebuild ``model`` keeping only ``selection[group.id]`` channels of each group (others whole).
 
     Args:
         model: the working model.
         selection: group id -> sorted kept channel indices.
         cg: the model's ChannelGraph (built if not given).
+        bn_data: training inputs on which the BatchNorm statistics after a cut are re-estimated
+            (:func:`edgecnn.surgery.rebuild`); None leaves them stale.
 
     Returns:
         A new tf_keras model (the input model is untouched).
@@ -105,11 +108,11 @@ def apply_selection(model: Any, selection: Mapping[int, np.ndarray], *, cg: Opti
             return None
         return handler.cut(call, k_in, k_out)
 
-    return rebuild(model, replace=replace)
+    return rebuild(model, replace=replace, bn_data=bn_data)
 
 
 def prune_channels(model: Any, *, ratios: Union[float, Mapping[str, float]], importance: str = "l1",
-                   round_to: int = 8, x: Optional[np.ndarray] = None) -> Any:
+                   round_to: int = 8, x: Optional[np.ndarray] = None, bn_data: Optional[np.ndarray] = None) -> Any:
     """Remove a fraction of the output channels of every prunable group (no fine-tuning).
 
     Args:
@@ -119,6 +122,8 @@ def prune_channels(model: Any, *, ratios: Union[float, Mapping[str, float]], imp
         importance: ``l1`` (filter L1 norm), ``bn`` (BatchNormalization gamma) or ``activation`` (needs ``x``).
         round_to: kept channel counts are multiples of this (never 0; groups this small stay whole).
         x: input samples for ``activation`` importance.
+        bn_data: training inputs to re-estimate the BatchNorm statistics after the cuts on (see
+            :func:`apply_selection`).
 
     Returns:
         A new, smaller tf_keras model with the same inputs and output shapes.
@@ -143,4 +148,4 @@ def prune_channels(model: Any, *, ratios: Union[float, Mapping[str, float]], imp
             f"model '{model.name}' has nothing to prune: Expected a Conv2D, SeparableConv2D or Dense layer whose "
             "output channels do not feed the model output directly. Received: no prunable channel group")
     selection = select(cg, ratios=ratios, importance=importance, round_to=round_to, x=x)
-    return apply_selection(model, selection, cg=cg)
+    return apply_selection(model, selection, cg=cg, bn_data=bn_data)

@@ -34,6 +34,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError
+from edgecnn.heldout import EVAL_ON_TRAIN_NOTE, budget_outcome
 from edgecnn.rewrite.base import LayerRewrite, Options, Plan, Rewrite, RewriteResult
 from edgecnn.rewrite.bottleneck import BOTTLENECK
 from edgecnn.rewrite.gap_head import GAP_HEAD
@@ -49,6 +50,8 @@ SELECTS = ("auto", "all", "measured")
 POOLINGS = ("avg", "max")
 INITS = ("svd", "random")
 SAMPLES = 32  # inputs for the per-layer output error
+REWRITE_HINT = ("try fewer layers (--select measured, --layers/--exclude), a larger --ratio or --rank, "
+                "more --epochs, or --to bottleneck")
 NO_DATA_NOTE = ("no data given: accuracy was neither recovered (no fine-tuning) nor measured; the rewritten "
                 "layers hold their initialization only, and output errors are on random inputs in [0, 1)")
 
@@ -130,8 +133,9 @@ def plan_rewrites(model: Any, *, to: str, layers: Optional[Sequence[str]] = None
     return plans, rows
 
 
-def build(model: Any, plans: Sequence[Plan]) -> tuple[Any, list[dict]]:
-    """``model`` with ``plans`` applied (through :func:`edgecnn.surgery.rebuild`) and each plan's new layers."""
+def build(model: Any, plans: Sequence[Plan], *, bn_data: Optional[np.ndarray] = None) -> tuple[Any, list[dict]]:
+    """``model`` with ``plans`` applied (through :func:`edgecnn.surgery.rebuild`, which re-estimates the
+    BatchNorm statistics downstream of a rewrite on ``bn_data``) and each plan's new layers."""
     from edgecnn.surgery import rebuild
 
     states: list[dict] = [{} for _ in plans]
@@ -141,7 +145,7 @@ def build(model: Any, plans: Sequence[Plan]) -> tuple[Any, list[dict]]:
         entry = table.get(call.layer.name)
         return None if entry is None else entry[0](call, entry[1])
 
-    return rebuild(model, replace=replace), states
+    return rebuild(model, replace=replace, bn_data=bn_data), states
 
 
 def _samples(model: Any, x: Optional[np.ndarray], seed: int) -> list[np.ndarray]:
@@ -181,33 +185,17 @@ def _fill_stats(model: Any, new: Any, plans: Sequence[Plan], states: Sequence[di
         row.output_error = float(np.linalg.norm(after - before)) / norm if norm > 0 else float(np.linalg.norm(after))
 
 
-def _data(data: Any, model: Any, seed: int) -> tuple[Any, Any]:
-    """(train, held-out) Datasets for ``data``: a ``--data`` spec, or a Dataset / (x, y) split 80/20 here."""
-    from edgecnn.data import Dataset, load_data
+def _data(data: Any, model: Any, seed: int, eval_on_train: bool) -> tuple[Any, Any, Any]:
+    """(train, held-out test, HeldOut) for any data source (:func:`edgecnn.data.split_data`)."""
+    from edgecnn.data import split_data
 
     if len(model.inputs) != 1:
         raise DataError(f"rewrite data: Expected a model with one input. Received: {len(model.inputs)} inputs")
     shape = tuple(model.inputs[0].shape[1:])
-    if isinstance(data, (str, Path)):
-        if any(d is None for d in shape):
-            raise DataError(f"rewrite data: Expected a model input of fixed size. Received: {shape}")
-        shape = tuple(int(d) for d in shape)
-        return (load_data(str(data), input_shape=shape, split="train", seed=seed),
-                load_data(str(data), input_shape=shape, split="test", seed=seed))
-    if isinstance(data, tuple) and len(data) == 2:
-        data = Dataset(np.asarray(data[0], np.float32), None if data[1] is None else np.asarray(data[1]), None, "arrays")
-    if not isinstance(data, Dataset):
-        raise DataError(f"rewrite data: Expected a --data spec, a Dataset or (x, y). Received: {type(data).__name__}")
-    from edgecnn.export.budget import check_inputs
-
-    check_inputs(model, data.x, what="rewrite data")
-    order = np.random.default_rng(seed).permutation(len(data.x))
-    cut = max(1, int(round(0.8 * len(order))))
-
-    def part(idx: np.ndarray) -> Any:
-        return Dataset(data.x[idx], None if data.y is None else data.y[idx], data.class_names, data.source)
-
-    return part(np.sort(order[:cut])), part(np.sort(order[cut:]))
+    if any(d is None for d in shape):
+        raise DataError(f"rewrite data: Expected a model input of fixed size. Received: {shape}")
+    heldout = split_data(data, input_shape=tuple(int(d) for d in shape), seed=seed, eval_on_train=eval_on_train)
+    return heldout.train, heldout.test, heldout
 
 
 def _accuracy(model: Any, ds: Any) -> Optional[float]:
@@ -228,7 +216,8 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
             energy: Optional[float] = None, pooling: str = "avg", data: Any = None, epochs: int = 0,
             batch_size: int = 32, seed: int = 0, strategy: Any = None, runtime: str = "litert",
             quantize: str = "none", threads: int = 1, progress: bool = True, init: str = "svd", runs: int = 30,
-            learning_rate: float = 1e-3) -> RewriteResult:
+            learning_rate: float = 1e-3, bn_data: Any = None, max_accuracy_drop: Optional[float] = None,
+            eval_on_train: bool = False) -> RewriteResult:
     """Rewrite the selected layers of ``model`` into cheaper blocks initialized from its weights.
 
     Args:
@@ -253,6 +242,11 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         batch_size, seed, strategy, progress, learning_rate: see :func:`edgecnn.distill.distill`.
         runtime, quantize, threads, runs: the latency measurement of ``select="measured"``.
         init: ``svd`` (from the trained weights) or ``random`` (fresh initializers, for comparison).
+        bn_data: training inputs to re-estimate the BatchNorm statistics after the rewrite on, when ``data`` is
+            None (with ``data``, its train split is used).
+        max_accuracy_drop: points of held-out accuracy the rewritten model may lose (labelled data);
+            ``result.budget`` says whether it was met.
+        eval_on_train: measure on the training data when the data is too small to hold out a test split.
 
     Returns:
         A :class:`RewriteResult`.
@@ -272,7 +266,9 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
     if isinstance(exclude, str):
         exclude = [exclude]
     model = _working(model)
-    train, test = _data(data, model, seed) if data is not None else (None, None)
+    train, test, heldout = _data(data, model, seed, eval_on_train) if data is not None else (None, None, None)
+    if train is not None:
+        bn_data = train.x
     plans, rows = plan_rewrites(model, to=to, layers=layers, exclude=exclude, select=select, options=options)
     notes = []
     if select == "measured" and plans:
@@ -294,7 +290,7 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         import tf_keras
 
         tf_keras.utils.set_random_seed(int(seed))
-    new, states = build(model, plans)
+    new, states = build(model, plans, bn_data=bn_data)
     _fill_stats(model, new, plans, states, rows, train.x if train is not None else None, seed, init == "svd")
     if not plans:
         notes.append(f"no layer was rewritten to {to}")
@@ -303,12 +299,8 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         notes.append(NO_DATA_NOTE)
         return result
     result.accuracy_before = _accuracy(model, test)
-    if plans:
-        from edgecnn.distill import recalibrate_batchnorm
-
-        count = recalibrate_batchnorm(new, train.x, batch_size=batch_size)
-        if count:
-            notes.append(f"BatchNormalization statistics of {count} layer(s) re-estimated on the training data")
+    if plans and bn_data is not None:
+        notes.append("BatchNormalization statistics after each rewrite re-estimated on the training split")
     if epochs > 0 and plans:
         from edgecnn.distill import distill
 
@@ -317,6 +309,12 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
     elif plans:
         notes.append("epochs=0: accuracy was not recovered (no fine-tuning)")
     result.accuracy_after = _accuracy(new, test)
+    result.data = heldout.describe()
+    if heldout.on_training_data:
+        notes.append(EVAL_ON_TRAIN_NOTE)
+    if max_accuracy_drop is not None:
+        result.budget = budget_outcome(result.accuracy_before, result.accuracy_after,
+                                       max_drop=max_accuracy_drop, hint=REWRITE_HINT)
     if result.accuracy_before is None:
         notes.append("the data has no labels (or the model is not a classifier): accuracy was not measured")
     return result

@@ -100,6 +100,8 @@ class RewriteResult:
         accuracy_before, accuracy_after: top-1 accuracy of the original and the result on the held-out
             split of labelled data (None without labelled data).
         notes: plain sentences for the user (e.g. that accuracy was not recovered).
+        data: the held-out split the accuracies were measured on (:meth:`edgecnn.data.HeldOut.describe`).
+        budget: with ``max_accuracy_drop``: ``met``, ``drop_points`` and, when missed, ``why`` with what to try.
     """
 
     model: Any = field(repr=False)
@@ -108,6 +110,8 @@ class RewriteResult:
     accuracy_before: Optional[float] = None
     accuracy_after: Optional[float] = None
     notes: list[str] = field(default_factory=list)
+    data: Optional[dict] = None
+    budget: Optional[dict] = None
 
     @property
     def rewritten(self) -> list[LayerRewrite]:
@@ -119,7 +123,7 @@ class RewriteResult:
         return {"layers": [r.as_dict() for r in self.layers],
                 "distill": self.distill.as_dict() if self.distill is not None else None,
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "data": self.data, "budget": self.budget}
 
 
 def activation_of(layer: Any) -> Any:
