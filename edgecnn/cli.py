@@ -26,6 +26,11 @@ app = typer.Typer(
 _MODEL_HELP = "A .h5 or .keras file (Keras 2 or 3), or a SavedModel folder."
 _CUSTOM_HELP = "Python module that defines the model's custom classes (runs that module's code)."
 _TRUST_HELP = "Allow Lambda layers: runs the Python bytecode stored in the model file."
+_BUDGET_HELP = "With labelled --data: points of held-out accuracy the result may lose; missed -> exit 1."
+_EVAL_ON_TRAIN_HELP = ("Data too small to hold out a test split (< 5 images of a class): measure on the training "
+                       "data instead of refusing (every report says so).")
+_AGREE_HELP = "Validation floor: top-1 agreement of each quantized artifact with Keras (default per mode)."
+_SNR_HELP = "Validation floor: output SNR in dB of each quantized artifact against Keras (default per mode)."
 
 
 def _version(value: bool) -> None:
@@ -95,11 +100,14 @@ def export(
     max_accuracy_drop: Optional[float] = typer.Option(
         None, "--max-accuracy-drop", help="int8 accuracy budget in points (labelled --data): keep the worst ops in float."
     ),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help=_AGREE_HELP),
+    min_snr_db: Optional[float] = typer.Option(None, "--min-snr-db", help=_SNR_HELP),
+    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
 ) -> None:
-    """Export to TFLite/ONNX, validate every artifact on its runtime, write OUTDIR/export.json."""
+    """Export to TFLite/ONNX, validate every artifact on its runtime (held-out split of --data), write export.json."""
     import warnings
 
     import edgecnn
@@ -114,6 +122,7 @@ def export(
         report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
                             calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
                             name=Path(model).stem, labels=_read_labels(labels), max_accuracy_drop=max_accuracy_drop,
+                            min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                             command="edgecnn " + " ".join(sys.argv[1:]))
     from edgecnn.report import print_export
 
@@ -151,18 +160,19 @@ def quantize(
                            "(post-training quantization is `edgecnn export --quantize ...`)")
     working = edgecnn.load(model, input_shape=input_shape,
                            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
-    from edgecnn.data import load_data
     from edgecnn.export import export as run_export
     from edgecnn.qat import quantize_aware
 
+    from edgecnn.data import split_data
+
     shape = tuple(int(d) for d in working.inputs[0].shape[1:])
-    train = load_data(data, input_shape=shape, split="train")
-    test = load_data(data, input_shape=shape, split="test")
+    heldout = split_data(data, input_shape=shape)
+    train, test = heldout.train, heldout.test
     if train.y is None:
         raise EdgecnnError(f"--qat fine-tunes on labels: Expected labelled --data. Received: {data} without labels")
     result = quantize_aware(working, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, x_val=test.x, y_val=test.y, io=io)
-    report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=test, io=io,
+    report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=heldout, io=io,
                         name=Path(model).stem + "_qat", prebuilt={"tflite": result.tflite},
                         command="edgecnn " + " ".join(sys.argv[1:]))
     from edgecnn.report import print_export
@@ -191,6 +201,9 @@ def compress(
     quiet: bool = typer.Option(False, "--quiet", help="No progress, only the final table."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json on stdout and nothing else."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help=_AGREE_HELP),
+    min_snr_db: Optional[float] = typer.Option(None, "--min-snr-db", help=_SNR_HELP),
+    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
@@ -210,6 +223,7 @@ def compress(
                               max_accuracy_drop=max_accuracy_drop, latency_budget_ms=latency_budget_ms,
                               runtime_profile=runtime_profile, epochs=epochs, seed=seed, resume=resume, force=force,
                               quiet=not show, labels=_read_labels(labels), input_shape=input_shape,
+                              min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None)
     if as_json:
@@ -220,6 +234,8 @@ def compress(
         print_table(result.report)
         typer.echo(f"wrote {result.outdir}/ (report.json, report.html, recipe.toml, artifacts)")
     if result.budget_met is False:
+        if not as_json:
+            typer.echo(f"accuracy budget missed: {result.report['budget']['why']}", err=True)
         raise typer.Exit(1)
 
 
@@ -315,19 +331,28 @@ def prune(
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
     analyze: bool = typer.Option(False, "--analyze", help="channels: accuracy drop per group at 25/50/75% (labelled --data)."),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=_BUDGET_HELP),
+    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
 ) -> None:
-    """Prune: magnitude / 2:4 sparsity (smaller gzip size) or structured channels (smaller, faster layers)."""
+    """Prune: magnitude / 2:4 sparsity (smaller gzip size) or structured channels (smaller, faster layers).
+
+    Exit codes: 0 done, 1 written but the held-out accuracy missed --max-accuracy-drop (the message says what to
+    try), 2 bad input.
+    """
     from edgecnn.prune.cli import run_prune
 
-    run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
-              layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last, data=data,
-              epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
-              load_options={"input_shape": input_shape, "trust_model": trust_model,
-                            "custom_objects": str(custom_objects) if custom_objects else None})
+    met = run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
+                    layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last,
+                    data=data, epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
+                    max_accuracy_drop=max_accuracy_drop, eval_on_train=eval_on_train,
+                    load_options={"input_shape": input_shape, "trust_model": trust_model,
+                                  "custom_objects": str(custom_objects) if custom_objects else None})
+    if met is False:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -352,20 +377,29 @@ def rewrite(
     quantize: str = typer.Option("none", "--quantize", help="--select measured: none, fp16, dynamic or int8."),
     threads: int = typer.Option(1, "--threads", help="--select measured: runtime threads."),
     runs: int = typer.Option(30, "--runs", help="--select measured: timed runs per model."),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=_BUDGET_HELP),
+    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
 ) -> None:
-    """Rewrite layers into cheaper blocks initialized from the trained weights; recover accuracy by distillation."""
+    """Rewrite layers into cheaper blocks initialized from the trained weights; recover accuracy by distillation.
+
+    Exit codes: 0 done, 1 written but the held-out accuracy missed --max-accuracy-drop (the message says what to
+    try), 2 bad input.
+    """
     from edgecnn.rewrite.cli import run_rewrite
 
-    run_rewrite(model, output=output, to=to, layers=layers or [], exclude=exclude or [], select=select,
-                depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling, data=data,
-                epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy, runtime=runtime,
-                quantize=quantize, threads=threads, runs=runs, as_json=as_json,
-                load_options={"input_shape": input_shape, "trust_model": trust_model,
-                              "custom_objects": str(custom_objects) if custom_objects else None})
+    met = run_rewrite(model, output=output, to=to, layers=layers or [], exclude=exclude or [], select=select,
+                      depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling,
+                      data=data, epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy, runtime=runtime,
+                      quantize=quantize, threads=threads, runs=runs, as_json=as_json,
+                      max_accuracy_drop=max_accuracy_drop, eval_on_train=eval_on_train,
+                      load_options={"input_shape": input_shape, "trust_model": trust_model,
+                                    "custom_objects": str(custom_objects) if custom_objects else None})
+    if met is False:
+        raise typer.Exit(1)
 
 
 def _read_labels(path: Optional[Path]) -> Optional[list[str]]:

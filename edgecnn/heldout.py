@@ -81,7 +81,8 @@ class HeldOut:
         return {"source": self.source, "seed": self.seed, "test_fraction": self.test_fraction,
                 "stratified": self.stratified, "train_samples": len(self.train), "test_samples": len(self.test),
                 "labelled": self.labelled, "evaluated_on_training_data": self.on_training_data,
-                "id_kind": _id_kind(self.source), "test_ids": list(self.test.ids or ())}
+                "id_kind": _id_kind(self.source), "test_ids": list(self.test.ids or ()),
+                "train_ids": list(self.train.ids or ())}
 
 
 def _id_kind(source: str) -> str:

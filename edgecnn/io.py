@@ -294,10 +294,24 @@ def _make_h5_portable(path: Path) -> None:
         f.attrs["model_config"] = json.dumps(portable_layer_configs(config)).encode()
 
 
+def _without_optimizer(model: Any) -> Any:
+    """``model``, or an uncompiled copy with the same weights when it carries an optimizer (.keras files
+    cannot leave it out otherwise)."""
+    if getattr(model, "optimizer", None) is None or not _is_tf_keras(model):
+        return model
+    import tf_keras
+
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save(model: Any, path: str | os.PathLike) -> Path:
     """Save a working model atomically (temporary name in the same folder, then rename).
 
-    ``.h5`` is written in the legacy HDF5 format, which both tf_keras and Keras 3 load.
+    ``.h5`` is written in the legacy HDF5 format, which both tf_keras and Keras 3 load. No optimizer state
+    or training config is written: the file holds the architecture and weights only, so the same weights
+    always give the same bytes (a resumed run and an uninterrupted one ship identical files).
 
     Raises:
         InputFileError: an unknown suffix.
@@ -310,10 +324,10 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         if _is_tf_keras(model) and path.suffix.lower() != ".keras":
-            model.save(str(tmp), save_format="h5")
+            model.save(str(tmp), save_format="h5", include_optimizer=False)
             _make_h5_portable(tmp)
         else:
-            model.save(str(tmp))
+            _without_optimizer(model).save(str(tmp))
     return path
 
 

@@ -89,5 +89,7 @@ def test_analyze_json_on_trained_mnist(_cli, tmp_path):
     assert abs(report["accuracy_before"] - 0.975) < 1e-6 and 0 <= report["accuracy_after"] <= 1
     groups = {(row["group"], row["ratio"]) for row in report["sensitivity"]}
     assert groups == {(g, r) for g in ("conv1", "conv2", "dense1") for r in (0.25, 0.5, 0.75)}
-    assert all(row["baseline"] == report["accuracy_before"] for row in report["sensitivity"])
+    # sensitivity is measured on the train split; the held-out test split only judges the final model
+    assert len({row["baseline"] for row in report["sensitivity"]}) == 1
+    assert 0.9 < report["sensitivity"][0]["baseline"] <= 1.0
     assert out.exists()

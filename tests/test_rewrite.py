@@ -152,7 +152,7 @@ def test_measured_selection_keeps_only_faster_rewrites(tf_keras):
     (dict(to="low-rank-dense", rank=7), "Expected 1 to 6"),
     (dict(to="separable", layers=["nope*"]), "matches no layer"),
     (dict(to="separable", depth_multiplier=10), "depth multiplier"),
-    (dict(to="separable", data=(np.zeros((8, 5, 5, 3)), None)), "does not fit"),
+    (dict(to="separable", data=(np.zeros((8, 5, 5, 3)), None)), "does not match the model input"),
 ])
 def test_bad_options_are_one_line_errors(tf_keras, options, text):
     with pytest.raises(EdgecnnError, match=text) as info:

@@ -28,6 +28,8 @@ STAGES: list[tuple[str, Callable[..., None]]] = [
     ("finetune", S.finetune), ("quantize", S.quantize), ("validate", S.validate), ("benchmark", S.benchmark),
 ]
 RETRY_FROM = "rewrite"
+COMPRESS_HINT = ("try more --epochs, a larger --max-accuracy-drop, smaller recipe prune.ratios or fewer rewrite.kinds "
+                 "(edgecnn recipes mobile prints one to edit), or quantization-aware training (edgecnn quantize --qat)")
 OUTPUT_NAMES = {"report.json", "report.html", "recipe.toml", "labels.txt", "MODEL_CARD.md", "export.json",
                 CHECKPOINT_DIR}
 OUTPUT_SUFFIXES = {".tflite", ".onnx", ".ort", ".h5"}
@@ -59,6 +61,22 @@ def _check_outdir(outdir: Path, *, force: bool) -> None:
         raise InputFileError(f"output folder {outdir} holds files edgecnn did not write ({', '.join(sorted(unrelated)[:3])}"
                              f"): Expected an empty folder or an earlier compress output. Received: pass --force to "
                              "write there anyway")
+
+
+def _data_key(data: Any, heldout: Any) -> str:
+    """What identifies the data in the checkpoint key: the spec text, or a hash of the split's samples."""
+    if data is None or isinstance(data, (str, Path)):
+        return str(data)
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for part in (heldout.train, heldout.test):
+        h.update(np.ascontiguousarray(part.x).tobytes())
+        if part.y is not None:
+            h.update(np.ascontiguousarray(part.y).tobytes())
+    return "arrays:" + h.hexdigest()[:16]
 
 
 def _source(model: Any) -> tuple[str, str, str]:
@@ -100,18 +118,27 @@ def compress(
     trust_model: bool = False,
     command: str = "",
     on_stage: Optional[Callable[[str, str], None]] = None,
+    min_agreement: Optional[float] = None,
+    min_snr_db: Optional[float] = None,
+    eval_on_train: bool = False,
 ) -> CompressReport:
     """Compress a trained Keras CNN for the target; write artifacts, report.json/html and recipe.toml.
 
     Args:
         model: a .h5/.keras file, a SavedModel folder, or a live Keras model.
         outdir: output folder (default ``<model name>_edgecnn`` next to the model file, or in the cwd).
-        data: ``digits``, an image folder or a .npz; labelled data makes fine-tuning and accuracy real.
+        data: ``digits``, an image folder, a .npz, a Dataset, ``(x, y)``, a ``tf.data.Dataset`` or a
+            :class:`edgecnn.data.HeldOut`; labelled data makes fine-tuning and accuracy real. It is split once
+            (:func:`edgecnn.data.split_data`) and the same split goes to every stage: fine-tuning, calibration
+            and BatchNorm re-estimation use its train split, every accuracy its held-out test split.
         recipe: a preset (``mobile``, ``tiny``, ``gpu``) or a .toml path (e.g. an earlier OUTDIR/recipe.toml).
         target, max_accuracy_drop, latency_budget_ms, runtime_profile, epochs, seed: override the recipe.
         resume: continue from the last finished stage of an interrupted run with the same input and recipe.
         force: write into an OUTDIR that holds unrelated files.
         on_stage: called with (stage name, "start" | "done" | "skipped" | "failed") for progress display.
+        min_agreement, min_snr_db: override the recipe's validation floors (``[validate]``).
+        eval_on_train: data too small to hold out a test split is measured on its training samples (every
+            report says so) instead of refused.
 
     Returns:
         CompressReport; ``report["budget"]["met"]`` is False when back-off could not meet the budget.
@@ -120,10 +147,11 @@ def compress(
         EdgecnnError: bad input (model, data, recipe, outdir), one line.
     """
     import edgecnn
-    from edgecnn.data import load_data
+    from edgecnn.data import split_data
 
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
-                 "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed}
+                 "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed,
+                 "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db}
     rec = load_recipe(recipe, overrides=overrides)
     if rec["runtime_profile"]:
         from edgecnn.profiles import PROFILES
@@ -140,21 +168,25 @@ def compress(
         raise InputFileError(f"output folder is the input: Expected another folder. Received: {outdir}")
     _check_outdir(outdir, force=force)
     working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
+    from edgecnn.export.validate import TOLERANCES, check_finite_weights
+
+    check_finite_weights(working)
+    TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
     shape = tuple(int(d) for d in working.inputs[0].shape[1:])
-    train = test = None
+    heldout = None
     if data is not None:
-        train = load_data(data, input_shape=shape, split="train", seed=int(rec["seed"]))
-        test = load_data(data, input_shape=shape, split="test", seed=int(rec["seed"]))
-        labels = labels or (list(test.class_names) if test.class_names else None)
+        heldout = split_data(data, input_shape=shape, seed=int(rec["seed"]), eval_on_train=eval_on_train)
+        labels = labels or (list(heldout.class_names) if heldout.class_names else None)
     from edgecnn import __version__
 
-    key = "-".join([sha[:16], recipe_hash(rec), str(data), str(rec["seed"]), __version__])
+    key = "-".join([sha[:16], recipe_hash(rec), _data_key(data, heldout), str(rec["seed"]), __version__])
     created = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
     ck = Checkpoint(outdir, key=key)
     saved = ck.load() if resume else None
     ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
-                  data_spec=data, key=key, quiet=quiet, original=working, train=train, test=test, labels=labels)
+                  data_spec=None if data is None else (str(data) if isinstance(data, (str, Path)) else heldout.source),
+                  key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
     ctx.state["command"] = command
     if on_stage is not None:
         ctx.progress = lambda text, done, total, _stage=on_stage: _stage(ctx.current, f"progress {done}/{total} {text}")
@@ -212,8 +244,8 @@ def compress(
                     on_stage(stage_name, "failed")
                 i = names.index(RETRY_FROM)
                 continue
-            budget_failure = f"{exc}; no change left to undo" if attempt == 0 or not backoffs else \
-                f"{exc} after {attempt} back-off(s)"
+            budget_failure = (f"{exc}; no change left to undo" if attempt == 0 or not backoffs else
+                              f"{exc} after {attempt} back-off(s)") + "; " + COMPRESS_HINT
             ctx.state["budget_failure"] = budget_failure
             record.status = "failed"
         record.seconds = round(time.perf_counter() - t0, 3)
@@ -233,7 +265,7 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
     import json
 
     import edgecnn
-    from edgecnn.files import write_atomic
+    from edgecnn.files import strict_json, write_atomic
     from edgecnn.pipeline import summary
 
     t0 = time.perf_counter()
@@ -263,7 +295,7 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
     report["stages"][-1]["seconds"] = ctx.stages[-1].seconds
     write_atomic(out / "recipe.toml", "# edgecnn compress: the recipe as run; `edgecnn compress MODEL --recipe "
                  "THIS_FILE` reproduces the plan\n" + dumps(ran))
-    write_atomic(out / "report.json", json.dumps(report, indent=2, default=str))
+    write_atomic(out / "report.json", strict_json(report) + "\n")
     write_atomic(out / "report.html", summary.to_html(report))
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return CompressReport(outdir=out, report=report)

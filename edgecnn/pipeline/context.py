@@ -66,14 +66,23 @@ class Context:
     quiet: bool = False
     original: Any = None
     model: Any = None
-    train: Any = None
-    test: Any = None
+    heldout: Any = None  # edgecnn.data.HeldOut: built once, shared by every stage
     labels: Optional[list[str]] = None
     stages: list[StageRecord] = field(default_factory=list)
     state: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     current: str = ""
     progress: Callable[[str, int, int], None] = lambda text, done, total: None
+
+    @property
+    def train(self) -> Any:
+        """The train split (fine-tuning, calibration, BatchNorm re-estimation), or None without data."""
+        return None if self.heldout is None else self.heldout.train
+
+    @property
+    def test(self) -> Any:
+        """The held-out test split (every accuracy), or None without data."""
+        return None if self.heldout is None else self.heldout.test
 
     @property
     def labelled(self) -> bool:

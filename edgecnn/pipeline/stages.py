@@ -17,6 +17,12 @@ from edgecnn.pipeline.context import Context, StageRecord
 from edgecnn.pipeline import planner
 
 
+def floors(recipe: dict) -> dict:
+    """The recipe's validation floors as export overrides (-1: the mode's default)."""
+    v = recipe["validate"]
+    return {k: (None if float(v[k]) == -1.0 else float(v[k])) for k in ("min_agreement", "min_snr_db")}
+
+
 class BudgetExceeded(Exception):
     """Internal: the compressed artifact lost more accuracy than the budget allows."""
 
@@ -54,6 +60,11 @@ def _validation_split(ctx: Context) -> tuple[Optional[np.ndarray], Optional[np.n
     return ctx.train.x[idx], (ctx.train.y[idx] if ctx.train.y is not None else None)
 
 
+def _bn_data(ctx: Context) -> Optional[np.ndarray]:
+    """Training inputs to re-estimate BatchNorm statistics on after a structural change (None without data)."""
+    return None if ctx.train is None else ctx.train.x
+
+
 def _calibration(ctx: Context, samples: int) -> Optional[np.ndarray]:
     if ctx.train is None:
         return None
@@ -88,7 +99,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         wanted = {planner.base_id(f) for f in fixed}
         structural = [c for c in cands if c.id in wanted]
         ratio = next((c for c in structural if c.kind == "prune"), None)
-        model = planner.apply_all(ctx.original, structural, recipe)[0]
+        model = planner.apply_all(ctx.original, structural, recipe, bn_data=_bn_data(ctx))[0]
         cands += planner.measured_on(planner.precision_candidates(model, recipe), ratio)
         known = [planner.base_id(c.id) for c in cands]
         missing = sorted(wanted - set(known))
@@ -121,7 +132,8 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         others = [c for c in cands if c.chosen and c.kind != "prune"]
         options = []
         for ratio in [c for c in cands if c.kind == "prune" and c.chosen] or [None]:
-            structural, _ = planner.apply_all(ctx.original, others + ([ratio] if ratio else []), recipe)
+            structural, _ = planner.apply_all(ctx.original, others + ([ratio] if ratio else []), recipe,
+                                              bn_data=_bn_data(ctx))
             precision = planner.measured_on(planner.precision_candidates(structural, recipe), ratio)
             if precision:
                 second = planner.measure(
@@ -145,7 +157,7 @@ def _candidates(ctx: Context) -> list[planner.Candidate]:
 def rewrite(ctx: Context, rec: StageRecord) -> None:
     """Apply the chosen rewrites to a fresh copy of the original (weights initialized from it)."""
     chosen = [c for c in _candidates(ctx) if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
-    ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe)
+    ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe, bn_data=_bn_data(ctx))
     if not chosen:
         rec.status = "skipped"
         rec.details["why"] = "no rewrite chosen"
@@ -161,7 +173,7 @@ def prune(ctx: Context, rec: StageRecord) -> None:
         rec.status = "skipped"
         rec.details["why"] = "no pruning ratio chosen"
         return
-    ctx.model, rec.changes = planner.apply_all(ctx.model, chosen, ctx.recipe)
+    ctx.model, rec.changes = planner.apply_all(ctx.model, chosen, ctx.recipe, bn_data=_bn_data(ctx))
 
 
 def finetune(ctx: Context, rec: StageRecord) -> None:
@@ -174,12 +186,10 @@ def finetune(ctx: Context, rec: StageRecord) -> None:
                               else "disabled by the recipe")
         return
     from edgecnn.distill import distill
-    from edgecnn.training import recalibrate_batchnorm
 
     _deterministic(ctx.seed)
-    # Pruned or rewritten layers feed their BatchNorms differently distributed activations: re-estimate the
-    # statistics first, or validation (inference mode) sees a broken model and early stopping keeps epoch 0.
-    recalibrate_batchnorm(ctx.model, ctx.train.x, batch_size=int(ft["batch_size"]))
+    # The BatchNorm statistics were re-estimated where the structure changed (surgery.rebuild), and distill
+    # re-estimates them before each validation pass, so early stopping judges the model that will ship.
     result = distill(ctx.model, ctx.original, x=ctx.train.x, y=ctx.train.y, epochs=int(ft["epochs"]),
                      batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
                      temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
@@ -239,7 +249,7 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = export(ctx.model, outdir=out, formats=formats, quantize=target.quantize,
-                        data=ctx.data_spec if ctx.train is not None else None, io=recipe["io"],
+                        data=ctx.heldout, io=recipe["io"], **floors(recipe),
                         calibration_samples=int(recipe["quantize"]["calibration_samples"]), seed=ctx.seed,
                         name=ctx.name, labels=ctx.labels, max_accuracy_drop=budget, quiet=True,
                         command=ctx.state.get("command", ""), float_layers=float_layers)

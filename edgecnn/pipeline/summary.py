@@ -49,7 +49,7 @@ def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict)
         "source": ctx.source,
         "key": ctx.key,
         "target": ctx.target.name,
-        "data": ctx.data_spec,
+        "data": None if ctx.heldout is None else {"spec": ctx.data_spec, **ctx.heldout.describe()},
         "original": original,
         "compressed": compressed,
         "speedup": {r: ratio(original["latency_ms"].get(r), compressed["latency_ms"].get(r))

@@ -32,8 +32,10 @@ def parse_layer_sparsity(items: list[str]) -> Optional[dict[str, float]]:
 
 def run_prune(model: str, *, output: Path, method: str, sparsity: float, importance: str, round_to: int,
               layer_sparsity: list[str], schedule: str, skip_first_last: bool, data: Optional[str], epochs: int,
-              batch_size: int, seed: int, analyze: bool, as_json: bool, load_options: dict) -> None:
-    """Check the options, load, (analyze,) prune, save atomically, print."""
+              batch_size: int, seed: int, analyze: bool, as_json: bool, load_options: dict,
+              max_accuracy_drop: Optional[float] = None, eval_on_train: bool = False) -> Optional[bool]:
+    """Check the options, load, (analyze,) prune, save atomically, print. Returns whether the accuracy budget
+    was met (None: not checked, no labelled data)."""
     import edgecnn
     from edgecnn.prune import _check, prune
     from edgecnn.prune.report import print_prune, print_sensitivity
@@ -51,24 +53,37 @@ def run_prune(model: str, *, output: Path, method: str, sparsity: float, importa
                            f"--data. Received: --method {method}{'' if data else ' without --data'}")
     working = edgecnn.load(model, **load_options)
     sens = None
-    if analyze:
-        from edgecnn.data import load_data
-        from edgecnn.prune.sensitivity import sensitivity
+    heldout = None
+    if data is not None:
+        from edgecnn.data import split_data
 
         shape = tuple(int(d) for d in working.inputs[0].shape[1:])
-        sens = sensitivity(working, load_data(data, input_shape=shape, split="test"), importance=importance,
-                           round_to=round_to)
+        heldout = split_data(data, input_shape=shape, seed=seed, eval_on_train=eval_on_train)
+    if analyze:
+        from edgecnn.prune.sensitivity import sensitivity
+
+        # measured on the train split: the test split only judges the final model
+        sens = sensitivity(working, heldout.train, importance=importance, round_to=round_to)
     result = prune(working, method=method, sparsity=sparsity, schedule=schedule, layer_sparsity=overrides,
-                   skip_first_last=skip_first_last, importance=importance, round_to=round_to, data=data,
-                   epochs=epochs, batch_size=batch_size, seed=seed, progress=not as_json)
+                   skip_first_last=skip_first_last, importance=importance, round_to=round_to, data=heldout,
+                   epochs=epochs, batch_size=batch_size, seed=seed, progress=not as_json,
+                   max_accuracy_drop=max_accuracy_drop if data is not None else None)
     edgecnn.save(result.model, output)
+    met = None if result.budget is None else result.budget["met"]
     if as_json:
         report: dict[str, Any] = result.as_dict()
         report["output"] = str(output)
         if sens is not None:
             report["sensitivity"] = sens
-        print(json.dumps(report, indent=2))
-        return
+        from edgecnn.files import strict_json
+
+        print(strict_json(report))
+        return met
     if sens is not None:
         print_sensitivity(sens)
     print_prune(result, output=output)
+    if met is False:
+        import sys
+
+        print(f"edgecnn: accuracy budget missed: {result.budget['why']}", file=sys.stderr)
+    return met

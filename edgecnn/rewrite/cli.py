@@ -58,8 +58,10 @@ def print_rewrite(result: Any, *, to: str, console: Any = None) -> None:
 def run_rewrite(model: str, *, output: Path, to: str, layers: list[str], exclude: list[str], select: str,
                 depth_multiplier: int, ratio: float, rank: Optional[int], energy: Optional[float], pooling: str,
                 data: Optional[str], epochs: int, batch_size: int, seed: int, strategy: str, runtime: str,
-                quantize: str, threads: int, runs: int, as_json: bool, load_options: dict) -> None:
-    """The command's body (see ``edgecnn rewrite --help``)."""
+                quantize: str, threads: int, runs: int, as_json: bool, load_options: dict,
+                max_accuracy_drop: Optional[float] = None, eval_on_train: bool = False) -> Optional[bool]:
+    """The command's body (see ``edgecnn rewrite --help``); returns whether the accuracy budget was met (None:
+    not checked)."""
     import edgecnn
     from edgecnn.rewrite import rewrite
 
@@ -75,10 +77,19 @@ def run_rewrite(model: str, *, output: Path, to: str, layers: list[str], exclude
                      depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling,
                      data=data, epochs=epochs, batch_size=batch_size, seed=seed,
                      strategy=None if strategy == "default" else strategy, runtime=runtime, quantize=quantize,
-                     threads=threads, runs=runs, progress=not as_json)
+                     threads=threads, runs=runs, progress=not as_json, eval_on_train=eval_on_train,
+                     max_accuracy_drop=max_accuracy_drop if data is not None else None)
     edgecnn.save(result.model, output)
+    met = None if result.budget is None else result.budget["met"]
     if as_json:
-        print(json.dumps({**result.as_dict(), "output": str(output)}, indent=2))
-        return
+        from edgecnn.files import strict_json
+
+        print(strict_json({**result.as_dict(), "output": str(output)}))
+        return met
     print_rewrite(result, to=to)
     print(f"wrote {output}")
+    if met is False:
+        import sys
+
+        print(f"edgecnn: accuracy budget missed: {result.budget['why']}", file=sys.stderr)
+    return met
