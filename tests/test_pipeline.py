@@ -191,6 +191,12 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, digits_cnn):
     assert resumed["artifacts"][0]["sha256"] == reference["artifacts"][0]["sha256"]
     assert resumed["compressed"]["accuracy"] == reference["compressed"]["accuracy"]
     assert any("resumed after stage 'prune'" in n for n in resumed["notes"])
+    # the compressed Keras model holds weights only (no optimizer state), so both runs write the same bytes
+    name = f"{digits_cnn.stem}.compressed.h5"
+    assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    for run in ("ref", "run"):  # export.json lists files that exist, relative to OUTDIR
+        manifest = json.loads((tmp_path / run / "export.json").read_text())
+        assert all((tmp_path / run / a["path"]).is_file() and "/" not in a["path"] for a in manifest["artifacts"])
 
 
 def test_resume_never_reuses_a_checkpoint_from_another_recipe(tmp_path, digits_cnn):
