@@ -20,7 +20,9 @@ the user's data handed to edgecnn is ``train.npz`` (x, y: the digits TRAIN split
 and every accuracy edgecnn reports is put next to an independent measurement on exactly the test rows it
 recorded (``data.test_ids``): the written Keras files loaded with Keras 3 ``keras.models.load_model(path,
 compile=False)``, the .tflite artifacts run one image at a time with ``ai_edge_litert.interpreter.Interpreter``,
-top-1 computed here with NumPy. This script calls no edgecnn function to measure anything (it uses
+top-1 computed here with NumPy. A command that fails is a row of its own; when compress refuses its own int8
+artifact (validation floor, exit 2), it is retried once with ``--min-agreement 0.5`` and both runs are shown.
+This script calls no edgecnn function to measure anything (it uses
 ``edgecnn.data.digits`` only to make the user's arrays). Pass: every |difference| <= 0.1 point.
 Writes docs/trust.md.
 
@@ -46,6 +48,7 @@ import numpy as np  # noqa: E402
 
 SEED = 0
 TOLERANCE_POINTS = 0.1
+RETRY_AGREEMENT = 0.5
 ALL_MODELS = ("mnist", "minimodel", "bncnn", "mobilenet")
 
 # name -> how it is built, trained, saved and compressed. "finetune": the --epochs of prune/rewrite/compress.
@@ -130,7 +133,8 @@ def train_model(name: str, work: Path, reuse: bool) -> dict:
     info = {"model": name, "file": str(path), "params": int(model.count_params()), "epochs": spec["epochs"],
             "train_seconds": round(seconds, 1), "last_epoch_train_accuracy": float(hist.history["accuracy"][-1]),
             "digits_test_accuracy": float(np.mean(np.argmax(pred, -1) == yt)), "digits_test_samples": int(len(yt)),
-            "reused": False}
+            "classes_predicted": int(len(np.unique(np.argmax(pred, -1)))),
+            "top_class_share": float(np.bincount(np.argmax(pred, -1)).max() / len(yt)), "reused": False}
     info_path.write_text(json.dumps(info, indent=1))
     return info
 
@@ -321,7 +325,8 @@ def one_model(name: str, work: Path, reuse: bool, log) -> tuple[dict, list[dict]
             kept += f", {sum(1 for r in result['layers'] if r['kept'])} layer(s) rewritten"
         budget = result.get("budget") or {}
         if budget.get("met") is False:
-            kept += f"; budget missed (exit 1): {budget.get('drop_points')} points lost, limit {budget.get('max_accuracy_drop')}"
+            kept += (f"; budget missed (exit 1): {budget.get('drop_points')} points lost, "
+                     f"limit {budget.get('max_accuracy_drop')}")
         rows.append(_row(title, label, f"{out.name} (Keras)", result["accuracy_after"],
                          lambda ids=ids, out=out: ev.keras(out, ids), samples=len(ids), run=run, note=kept))
 
@@ -350,39 +355,55 @@ def one_model(name: str, work: Path, reuse: bool, log) -> tuple[dict, list[dict]
             rows.append(_row(title, "export int8", f"{Path(art['path']).name} (LiteRT)", v.get("accuracy"),
                              lambda ids=validated, path=path: ev.tflite(path, ids), samples=len(validated), run=run))
 
-    # compress: OUT/report.json
-    outdir = folder / "compress"
-    shutil.rmtree(outdir, ignore_errors=True)
+    # compress: OUT/report.json. If it refuses its own int8 artifact (validation floor, exit 2), retry once the way
+    # the option list suggests to a user (--min-agreement), keeping the failed row in the table.
     recipe = recipe_file(folder, spec["finetune"])
-    run = cli(["compress", str(model_path), "--data", str(npz), "--recipe", str(recipe), "-o", str(outdir),
-               "--quiet"])
+    run = compress_rows(title, "compress", model_path, npz, recipe, folder / "compress", [], ev, n_rows, rows, runs, log)
+    if run["exit"] not in (0, 1) and "top-1 agreement" in run["stderr"]:
+        compress_rows(title, f"compress --min-agreement {RETRY_AGREEMENT} (retry)", model_path, npz, recipe,
+                      folder / "compress_retry", ["--min-agreement", str(RETRY_AGREEMENT)], ev, n_rows, rows, runs,
+                      log)
+    return info, rows, runs
+
+
+def compress_rows(title, label, model_path, npz, recipe, outdir, extra, ev, n_rows, rows, runs, log) -> dict:
+    shutil.rmtree(outdir, ignore_errors=True)
+    run = cli(["compress", str(model_path), "--data", str(npz), "--recipe", str(recipe), "-o", str(outdir), "--quiet",
+               *extra])
+    run["label"] = label
     runs.append(run)
-    log(f"[{name}] compress: exit {run['exit']} in {run['seconds']:.0f} s")
+    log(f"[{title}] {label}: exit {run['exit']} in {run['seconds']:.0f} s")
     report_path = outdir / "report.json"
     if run["exit"] not in (0, 1) or not report_path.exists():
-        rows.append(_failed(title, "compress", run))
-    else:
-        rep = json.loads(report_path.read_text())
-        ids = rep["data"]["test_ids"]
-        note = _split_note(rep["data"], n_rows)
-        chosen = ", ".join(c["id"] for c in rep["plan"].get("candidates", []) if c["chosen"]) or "nothing"
-        rows.append(_row(title, "compress", "original (Keras)", rep["original"]["accuracy"],
-                         lambda: ev.original_accuracy(ids), samples=len(ids), run=run, note=note))
-        compressed = Path(rep["compressed"]["model"])
-        compressed = compressed if compressed.is_absolute() else outdir / compressed.name
-        rows.append(_row(title, "compress", f"{compressed.name} (Keras)", rep["compressed"]["keras_accuracy"],
-                         lambda: ev.keras(compressed, ids), samples=len(ids), run=run, note=f"plan: {chosen}"))
-        for art in rep["artifacts"]:
-            path = Path(art["path"])
-            path = path if path.is_absolute() else outdir / path.name
-            rows.append(_row(title, "compress", f"{path.name} (LiteRT)", (art.get("validation") or {}).get("accuracy"),
-                             lambda path=path: ev.tflite(path, ids), samples=len(ids), run=run,
-                             note="" if rep["budget"].get("met") is not False else "budget missed"))
-        main_acc = rep["compressed"]["accuracy"]
-        art_accs = [(a.get("validation") or {}).get("accuracy") for a in rep["artifacts"] if a["format"] == "tflite"]
-        if art_accs and art_accs[0] != main_acc:
-            rows[-1]["note"] += f"; compressed.accuracy {main_acc} differs from the artifact's {art_accs[0]}"
-    return info, rows, runs
+        rows.append(_failed(title, label, run))
+        return run
+    rep = json.loads(report_path.read_text())
+    ids = rep["data"]["test_ids"]
+    note = _split_note(rep["data"], n_rows)
+    chosen = ", ".join(c["id"] for c in rep["plan"].get("candidates", []) if c["chosen"]) or "nothing"
+    rows.append(_row(title, label, "original (Keras)", rep["original"]["accuracy"],
+                     lambda: ev.original_accuracy(ids), samples=len(ids), run=run, note=note))
+    compressed = Path(rep["compressed"]["model"])
+    compressed = compressed if compressed.is_absolute() else outdir / compressed.name
+    stages = {s["name"]: s for s in rep["stages"]}
+    ft = ", ".join(stages.get("finetune", {}).get("changes") or []) or "no fine-tuning"
+    rows.append(_row(title, label, f"{compressed.name} (Keras)", rep["compressed"]["keras_accuracy"],
+                     lambda: ev.keras(compressed, ids), samples=len(ids), run=run, note=f"plan: {chosen}; {ft}"))
+    int8_budget = (stages.get("quantize", {}).get("details") or {}).get("int8_budget") or {}
+    for art in rep["artifacts"]:
+        path = Path(art["path"])
+        path = path if path.is_absolute() else outdir / path.name
+        v = art.get("validation") or {}
+        bits = [f"top-1 agreement with Keras {v['top1_agreement']:.3f}" if v.get("top1_agreement") is not None else ""]
+        if int8_budget.get("max_accuracy_drop") is not None:
+            bits.append(f"int8 budget handed to export {int8_budget['max_accuracy_drop']:.2f} points")
+        if rep["budget"].get("met") is False:
+            bits.append("budget missed")
+        if art["format"] == "tflite" and v.get("accuracy") != rep["compressed"]["accuracy"]:
+            bits.append(f"compressed.accuracy {rep['compressed']['accuracy']} differs from the artifact's")
+        rows.append(_row(title, label, f"{path.name} (LiteRT)", v.get("accuracy"), lambda path=path: ev.tflite(path, ids),
+                         samples=len(ids), run=run, note="; ".join(b for b in bits if b)))
+    return run
 
 
 def portability(work: Path, log) -> dict:
@@ -432,7 +453,9 @@ def write(path: Path, infos: list[dict], rows: list[dict], total_s: float, args,
         f"Written by `python benchmarks/trust.py` (this run: `python benchmarks/trust.py --models "
         f"{','.join(args.models)}`) on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()}-core x86 VM ({cpu or platform.machine()}), no GPU, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}; total {total_s / 60:.1f} min (training included).", "",
+        f"Keras {keras.__version__}; total {total_s / 60:.1f} min (training included); the host was shared with other "
+        f"jobs (load average {args.load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), so wall seconds "
+        "are not timings.", "",
         "**Question:** when edgecnn prints or writes an accuracy, does it match what anyone measures on the same "
         "held-out images with their own code?", "",
         "**How:** each model is trained here as a user trains it (plain Keras 3 `model.fit`, Adam defaults, batch "
@@ -462,20 +485,33 @@ def write(path: Path, infos: list[dict], rows: list[dict], total_s: float, args,
         f"**Pass criterion:** |reported - independent| <= {TOLERANCE_POINTS} point in every row (with 288 held-out "
         "images one image is 0.35 point, so this means the same images are counted correct), and no command fails.",
         "",
-        f"**Result: {'every row met it' if passed else 'NOT every row met it'}** "
-        f"({len(measured)} rows compared, {len(failed)} without a comparison"
-        + (f", largest |diff| {worst:.2f} point" if worst is not None else "") + ").", "",
+        f"**Result: {'met: every row agrees within ' + str(TOLERANCE_POINTS) + ' point' if passed else 'NOT met'}.** "
+        f"{len(measured)} rows compared, {sum(r['diff'] > TOLERANCE_POINTS + 1e-9 for r in measured)} over the "
+        f"tolerance" + (f" (largest |diff| {worst:.2f} point)" if worst is not None else "")
+        + f"; {len(failed)} row(s) without a comparison (a command failed or wrote nothing to compare)"
+        + (": " + "; ".join(f"{r['model']} `{r['command']}` exit {r['exit']}" for r in failed) if failed else "")
+        + ".", "",
         "## Models", "",
         "| model | input | params | trained | train accuracy (last epoch) | held-out accuracy, digits test split "
-        "(360, never trained on) | fine-tuning --epochs | prune --sparsity |",
-        "|---|---|---:|---|---:|---:|---:|---:|",
+        "(360, never trained on) | classes it predicts there (share of the commonest) | fine-tuning --epochs | "
+        "prune --sparsity |",
+        "|---|---|---:|---|---:|---:|---|---:|---:|",
     ]
     for info in infos:
         spec = SPECS[info["model"]]
         trained = f"{info['epochs']} epochs, {info['train_seconds']:.0f} s" + (" (reused)" if info["reused"] else "")
         lines.append(f"| {spec['title']} | {'x'.join(map(str, spec['shape']))} | {info['params']:,} | {trained} | "
                      f"{100 * info['last_epoch_train_accuracy']:.2f}% | {100 * info['digits_test_accuracy']:.2f}% | "
+                     f"{info.get('classes_predicted', '?')} ({100 * info.get('top_class_share', float('nan')):.0f}%) | "
                      f"{spec['finetune']} | {spec['sparsity']} |")
+    stale = [i for i in infos if i["last_epoch_train_accuracy"] - i["digits_test_accuracy"] > 0.3]
+    if stale:
+        lines += ["", "**" + ", ".join(i["model"] for i in stale) + ":** high training accuracy, near-chance held-out "
+                  "accuracy in inference mode, nearly one class predicted: the BatchNorm moving statistics lag the "
+                  "weights after ordinary training (a known effect of short or small-batch training; nothing in this "
+                  "script repairs it). They are handed over as they are. For these models the `original` and `export int8` rows compare two near-constant classifiers, "
+                  "a weak check; the pruned, rewritten and compressed models (BatchNorm statistics re-estimated by "
+                  "edgecnn) give the informative comparisons."]
     lines += ["", "The held-out accuracy above is Keras 3 inference mode on the 360 digits test images none of the "
               "models saw; the table below is on edgecnn's own 288-row test split of the user's train.npz (rows "
               "the user's model was trained on, since the user trained on all of train.npz: a user's choice, "
@@ -518,6 +554,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown model(s) {unknown}: expected some of {', '.join(SPECS)}")
     args.work.mkdir(parents=True, exist_ok=True)
+    args.load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
 
     def log(text: str) -> None:
@@ -529,7 +566,8 @@ def main(argv=None) -> int:
         infos.append(info)
         rows += model_rows
         for run in runs:
-            (args.work / name / f"{run['argv'][1]}.log").write_text(
+            tag = run.get("label", run["argv"][1]).split()[0] + ("_retry" if "retry" in run.get("label", "") else "")
+            (args.work / name / f"{tag}.log").write_text(
                 " ".join(run["argv"]) + f"\nexit {run['exit']}\n--- stdout\n{run['stdout']}\n--- stderr\n{run['stderr']}")
         for r in model_rows:
             log(f"  {r['command']:<26} {r['what']:<34} reported {_pct(r['reported']):>6} independent "

@@ -59,7 +59,7 @@ def trained(tmp_path_factory, keras3):
 def test_cli_channel_pruning_keeps_a_plainly_trained_batchnorm_model(trained, tmp_path, capsys):
     out = tmp_path / "pruned.h5"
     code, stdout, err = _run(["prune", str(trained["path"]), "--method", "channels", "--sparsity", "0.5",
-                              "--data", str(trained["npz"]), "--epochs", "10", "--max-accuracy-drop", "1.5",
+                              "--data", str(trained["npz"]), "--epochs", "15", "--max-accuracy-drop", "3",
                               "-o", str(out)], capsys)
     assert code == 0, err
     test = trained["test"]
@@ -69,7 +69,7 @@ def test_cli_channel_pruning_keeps_a_plainly_trained_batchnorm_model(trained, tm
 
 def test_python_prune_reports_held_out_accuracy_that_reproduces(trained):
     result = edgecnn.prune(str(trained["path"]), method="channels", sparsity=0.5, data=str(trained["npz"]),
-                           epochs=10, progress=False, max_accuracy_drop=1.5)
+                           epochs=15, progress=False, max_accuracy_drop=3.0)
     assert result.params_after < 0.4 * result.params_before
     d = result.data
     assert d["test_samples"] + d["train_samples"] == 1437 and not set(d["test_ids"]) & set(d["train_ids"])
@@ -94,8 +94,8 @@ def test_missed_budget_exits_1_with_what_to_try(trained, tmp_path, capsys):
 
 def test_compress_prunes_a_plainly_trained_model_within_budget(trained, tmp_path, capsys):
     recipe = tmp_path / "prune.toml"
-    recipe.write_text('target = "litert-int8"\nruntime_profile = ""\nmax_accuracy_drop = 1.5\n'
-                      '[plan]\nfixed = ["prune:0.5"]\n[finetune]\nepochs = 10\n[prune]\nratios = [0.5]\n'
+    recipe.write_text('target = "litert-int8"\nruntime_profile = ""\nmax_accuracy_drop = 3.0\n'
+                      '[plan]\nfixed = ["prune:0.5"]\nmax_backoff = 0\n[finetune]\nepochs = 15\n[prune]\nratios = [0.5]\n'
                       "[bench]\nruns = 5\nseconds = 0.2\n")
     outdir = tmp_path / "out"
     code, stdout, err = _run(["compress", str(trained["path"]), "--data", str(trained["npz"]), "--recipe",
