@@ -294,6 +294,19 @@ def _make_h5_portable(path: Path) -> None:
         f.attrs["model_config"] = json.dumps(portable_layer_configs(config)).encode()
 
 
+def _save_keras3(model: Any, dst: Path) -> None:
+    """A tf_keras working model as a Keras 3 ``.keras`` file at ``dst`` (via a portable legacy ``.h5``)."""
+    import tempfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-save-") as tmp:
+        h5 = Path(tmp) / "model.h5"
+        model.save(str(h5), save_format="h5", include_optimizer=False)
+        _make_h5_portable(h5)
+        keras.models.load_model(str(h5), compile=False).save(str(dst))
+
+
 def _without_optimizer(model: Any) -> Any:
     """``model``, or an uncompiled copy with the same weights when it carries an optimizer (.keras files
     cannot leave it out otherwise)."""
@@ -309,7 +322,9 @@ def _without_optimizer(model: Any) -> Any:
 def save(model: Any, path: str | os.PathLike) -> Path:
     """Save a working model atomically (temporary name in the same folder, then rename).
 
-    ``.h5`` is written in the legacy HDF5 format, which both tf_keras and Keras 3 load. No optimizer state
+    ``.h5`` is written in the legacy HDF5 format, which both tf_keras and Keras 3 load. ``.keras`` is written
+    by Keras 3 (the format Keras 3 users ask for; tf_keras cannot read it): the working model goes through a
+    portable ``.h5`` that Keras 3 loads exactly, then Keras 3 saves it. No optimizer state
     or training config is written: the file holds the architecture and weights only, so the same weights
     always give the same bytes (a resumed run and an uninterrupted one ship identical files).
 
@@ -326,6 +341,8 @@ def save(model: Any, path: str | os.PathLike) -> Path:
         if _is_tf_keras(model) and path.suffix.lower() != ".keras":
             model.save(str(tmp), save_format="h5", include_optimizer=False)
             _make_h5_portable(tmp)
+        elif _is_tf_keras(model):
+            _save_keras3(model, tmp)
         else:
             _without_optimizer(model).save(str(tmp))
     return path

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from edgecnn.errors import EdgecnnError, InputFileError
+from edgecnn.errors import EdgecnnError, InputFileError, ValidationError
 from edgecnn.pipeline import stages as S
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
@@ -28,6 +28,8 @@ STAGES: list[tuple[str, Callable[..., None]]] = [
     ("finetune", S.finetune), ("quantize", S.quantize), ("validate", S.validate), ("benchmark", S.benchmark),
 ]
 RETRY_FROM = "rewrite"
+VALIDATION_HINT = ("no artifact met the target's validation floor after back-off: try a float target (--target "
+                   "litert-fp16), quantization-aware training (edgecnn quantize --qat), or a lower --min-agreement")
 COMPRESS_HINT = ("try more --epochs, a larger --max-accuracy-drop, smaller recipe prune.ratios or fewer rewrite.kinds "
                  "(edgecnn recipes mobile prints one to edit), or quantization-aware training (edgecnn quantize --qat)")
 OUTPUT_NAMES = {"report.json", "report.html", "recipe.toml", "labels.txt", "MODEL_CARD.md", "export.json",
@@ -61,6 +63,20 @@ def _check_outdir(outdir: Path, *, force: bool) -> None:
         raise InputFileError(f"output folder {outdir} holds files edgecnn did not write ({', '.join(sorted(unrelated)[:3])}"
                              f"): Expected an empty folder or an earlier compress output. Received: pass --force to "
                              "write there anyway")
+
+
+def _repair(working: Any, heldout: Any) -> tuple[Any, Optional[dict]]:
+    """The original to compress against: the user's model, or a copy with re-estimated BatchNorm statistics
+    when the ones it came with are stale on the train split (:func:`edgecnn.training.repair_stale_batchnorm`)."""
+    if heldout is None:
+        return working, None
+    from edgecnn.pipeline.stages import accuracy_on
+    from edgecnn.training import repair_stale_batchnorm
+
+    repaired, info = repair_stale_batchnorm(working, heldout.train)
+    if info and info["stale"]:
+        info["test_accuracy_as_given"] = accuracy_on(working, heldout.test)
+    return repaired, info
 
 
 def _data_key(data: Any, heldout: Any) -> str:
@@ -177,6 +193,7 @@ def compress(
     if data is not None:
         heldout = split_data(data, input_shape=shape, seed=int(rec["seed"]), eval_on_train=eval_on_train)
         labels = labels or (list(heldout.class_names) if heldout.class_names else None)
+    working, bn_info = _repair(working, heldout)
     from edgecnn import __version__
 
     key = "-".join([sha[:16], recipe_hash(rec), _data_key(data, heldout), str(rec["seed"]), __version__])
@@ -188,6 +205,10 @@ def compress(
                   data_spec=None if data is None else (str(data) if isinstance(data, (str, Path)) else heldout.source),
                   key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
     ctx.state["command"] = command
+    if bn_info and bn_info["stale"]:
+        from edgecnn.training import stale_note
+
+        ctx.note(stale_note(bn_info) + f" (held-out: {100 * bn_info['test_accuracy_as_given']:.2f}% as given)")
     if on_stage is not None:
         ctx.progress = lambda text, done, total, _stage=on_stage: _stage(ctx.current, f"progress {done}/{total} {text}")
     finished: list[str] = []
@@ -221,6 +242,19 @@ def compress(
                 fn(ctx, record, progress=ctx.progress)
             else:
                 fn(ctx, record)
+        except ValidationError as exc:  # an artifact missed its mode's floor: undo a change like a missed budget
+            if attempt < int(rec["plan"]["max_backoff"]) and S.planner.back_off(cands := S._candidates(ctx)):
+                ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
+                attempt += 1
+                backoffs.append(f"attempt {attempt}: {exc}")
+                ctx.state["backoffs"] = backoffs
+                finished = names[: names.index(RETRY_FROM)]
+                i = names.index(RETRY_FROM)
+                continue
+            ck.clear()
+            if created and outdir.is_dir():
+                shutil.rmtree(outdir, ignore_errors=True)
+            raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
         except EdgecnnError:  # bad input found by a stage (e.g. a recipe's plan.fixed): nothing to resume from
             ck.clear()
             if created and not any(outdir.iterdir()):

@@ -42,12 +42,17 @@ def pinned(profile: str) -> Iterator[int]:
         yield int(spec.threads[0])
 
 
-def _accuracy(model: Any, data: Any) -> Optional[float]:
+def accuracy_on(model: Any, data: Any) -> Optional[float]:
+    """Top-1 accuracy of ``model`` (inference mode) on a labelled Dataset, else None."""
     if data is None or data.y is None:
         return None
+    from edgecnn.data import top1_accuracy
     from edgecnn.export.validate import keras_outputs
 
-    return float(np.mean(np.argmax(keras_outputs(model, data.x)[0], -1) == data.y))
+    return top1_accuracy(keras_outputs(model, data.x)[0], data.y)
+
+
+_accuracy = accuracy_on
 
 
 def _validation_split(ctx: Context) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -243,7 +248,8 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     budget = None
     original_acc = ctx.state["original"]["accuracy"]
     if target.quantize == "int8" and ctx.labelled and original_acc is not None and compressed_acc is not None:
-        budget = max(0.0, float(recipe["max_accuracy_drop"]) - 100 * (original_acc - compressed_acc))
+        limit = float(recipe["max_accuracy_drop"])  # never more than the budget, even when fine-tuning gained
+        budget = min(limit, max(0.0, limit - 100 * (original_acc - compressed_acc)))
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:

@@ -237,8 +237,14 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
     working = _working(model)
     heldout = _datasets(data, working, seed=seed, eval_on_train=eval_on_train)
     train, test = (heldout.train, heldout.test) if heldout is not None else (None, None)
-    before = accuracy(working, test)
+    as_given = accuracy(working, test)
     notes = []
+    from edgecnn.training import repair_stale_batchnorm, stale_note
+
+    working, bn_info = repair_stale_batchnorm(working, train)
+    if bn_info and bn_info["stale"]:
+        notes.append(stale_note(bn_info) + f" (held-out: {100 * as_given:.2f}% as given)")
+    before = accuracy(working, test)
     if method == "channels":
         result = _prune_channels(working, s, layer_sparsity, importance, round_to, train, notes)
     else:

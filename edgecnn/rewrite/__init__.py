@@ -267,8 +267,12 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
         exclude = [exclude]
     model = _working(model)
     train, test, heldout = _data(data, model, seed, eval_on_train) if data is not None else (None, None, None)
+    given, bn_info = model, None
     if train is not None:
         bn_data = train.x
+        from edgecnn.training import repair_stale_batchnorm, stale_note
+
+        model, bn_info = repair_stale_batchnorm(model, train)
     plans, rows = plan_rewrites(model, to=to, layers=layers, exclude=exclude, select=select, options=options)
     notes = []
     if select == "measured" and plans:
@@ -298,6 +302,8 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
     if data is None:
         notes.append(NO_DATA_NOTE)
         return result
+    if bn_info and bn_info["stale"]:
+        notes.append(stale_note(bn_info) + f" (held-out: {100 * _accuracy(given, test):.2f}% as given)")
     result.accuracy_before = _accuracy(model, test)
     if plans and bn_data is not None:
         notes.append("BatchNormalization statistics after each rewrite re-estimated on the training split")
