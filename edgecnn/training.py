@@ -157,7 +157,7 @@ def stale_note(info: dict) -> str:
     """The sentence every report carries when :func:`repair_stale_batchnorm` repaired the original.
 
     >>> stale_note({"train_accuracy_as_given": 0.1, "train_accuracy_reestimated": 0.9})[:62]
-    "the original's BatchNorm statistics are stale (train split: 10."
+    "the original's BatchNorm statistics are stale (train split: 10"
     """
     return (f"the original's BatchNorm statistics are stale (train split: {100 * info['train_accuracy_as_given']:.2f}% "
             f"as given, {100 * info['train_accuracy_reestimated']:.2f}% with them re-estimated): the re-estimated "
