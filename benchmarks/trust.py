@@ -233,6 +233,15 @@ def tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return correct / len(y)
 
 
+def _all_layers(model):
+    """Every layer, nested models (a transfer model's base) included."""
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
 class Evaluator:
     """Independent top-1 on the rows a report lists; the original model's numbers cached per id set."""
 
@@ -254,6 +263,28 @@ class Evaluator:
 
     def keras(self, path, ids) -> float:
         return keras_accuracy(Path(path), *self.subset(ids))
+
+    def original_reestimated(self, ids, train_ids) -> float:
+        """The original file's accuracy after re-estimating its BatchNorm statistics as the report records it
+        (Keras 3 only, written here from the recorded protocol: the mean of the batch statistics over the first
+        32 batches of 32 train_ids rows, dropout off)."""
+        import keras
+
+        model = keras.models.load_model(str(self.original), compile=False)
+        layers = [lay for lay in _all_layers(model) if isinstance(lay, keras.layers.BatchNormalization)]
+        drops = [lay for lay in _all_layers(model) if isinstance(lay, keras.layers.Dropout)]
+        rates = [d.rate for d in drops]
+        for d in drops:
+            d.rate = 0.0
+        x = self.x[rows_of(train_ids)]
+        for i in range(min(32, len(x) // 32)):
+            for lay in layers:
+                lay.momentum = i / (i + 1)
+            model(x[32 * i:32 * (i + 1)], training=True)
+        for d, r in zip(drops, rates):
+            d.rate = r
+        xs, ys = self.subset(ids)
+        return float(np.mean(np.argmax(model.predict(xs, verbose=0, batch_size=128), -1) == ys))
 
     def tflite(self, path, ids) -> float:
         return tflite_accuracy(Path(path), *self.subset(ids))
@@ -317,8 +348,13 @@ def one_model(name: str, work: Path, reuse: bool, log) -> tuple[dict, list[dict]
         ids = result["data"]["test_ids"]
         note = _split_note(result["data"], n_rows)
         label = f"{command} {spec['sparsity']}" if command == "prune" else f"{command} --to {spec['rewrite']}"
-        rows.append(_row(title, label, "original (Keras)", result["accuracy_before"],
+        rows.append(_row(title, label, "original (Keras)", result.get("accuracy_before_as_given",
+                                                                        result["accuracy_before"]),
                          lambda ids=ids: ev.original_accuracy(ids), samples=len(ids), run=run, note=note))
+        if (result.get("original_batchnorm") or {}).get("stale"):
+            rows.append(_row(title, label, "original, BatchNorm re-estimated (reference)", result["accuracy_before"],
+                             lambda ids=ids, tr=result["data"]["train_ids"]: ev.original_reestimated(ids, tr),
+                             samples=len(ids), run=run, note="stale statistics found by edgecnn"))
         kept = f"fine-tuned {result['distill']['epochs_run'] if result.get('distill') else 0} epoch(s)" \
             if command == "rewrite" else f"fine-tuned {result.get('epochs_run', 0)} epoch(s)"
         if command == "rewrite":
@@ -381,8 +417,13 @@ def compress_rows(title, label, model_path, npz, recipe, outdir, extra, ev, n_ro
     ids = rep["data"]["test_ids"]
     note = _split_note(rep["data"], n_rows)
     chosen = ", ".join(c["id"] for c in rep["plan"].get("candidates", []) if c["chosen"]) or "nothing"
-    rows.append(_row(title, label, "original (Keras)", rep["original"]["accuracy"],
+    rows.append(_row(title, label, "original (Keras)", rep["original"].get("accuracy_as_given",
+                                                                        rep["original"]["accuracy"]),
                      lambda: ev.original_accuracy(ids), samples=len(ids), run=run, note=note))
+    if (rep["original"].get("batchnorm") or {}).get("stale"):
+        rows.append(_row(title, label, "original, BatchNorm re-estimated (reference)", rep["original"]["accuracy"],
+                         lambda tr=rep["data"]["train_ids"]: ev.original_reestimated(ids, tr),
+                         samples=len(ids), run=run, note="stale statistics found by edgecnn"))
     compressed = Path(rep["compressed"]["model"])
     compressed = compressed if compressed.is_absolute() else outdir / compressed.name
     stages = {s["name"]: s for s in rep["stages"]}

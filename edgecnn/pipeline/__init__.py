@@ -205,6 +205,7 @@ def compress(
                   data_spec=None if data is None else (str(data) if isinstance(data, (str, Path)) else heldout.source),
                   key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
     ctx.state["command"] = command
+    ctx.state["original_batchnorm"] = bn_info
     if bn_info and bn_info["stale"]:
         from edgecnn.training import stale_note
 

@@ -86,6 +86,11 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
                if p.is_file())
     ctx.state["original"] = {"params": stats.total_params, "macs": stats.total_macs, "size_bytes": size or None,
                              "accuracy": _accuracy(ctx.original, ctx.test)}
+    bn = ctx.state.get("original_batchnorm")
+    if bn:  # the file's own accuracy, next to the one with re-estimated BatchNorm statistics used as reference
+        ctx.state["original"]["batchnorm"] = bn
+        ctx.state["original"]["accuracy_as_given"] = bn.get("test_accuracy_as_given",
+                                                              ctx.state["original"]["accuracy"])
     rec.details = dict(ctx.state["original"])
     if not ctx.labelled:
         ctx.note("accuracy was not measured: no labelled --data was given")

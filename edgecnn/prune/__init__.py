@@ -68,7 +68,9 @@ class PruneResult:
         nonzero_before, nonzero_after: parameters that are not exactly zero.
         sizes: gzip sizes in bytes (magnitude methods): ``h5_dense``, ``h5_pruned``, ``h5_dense_gzip``,
             ``h5_pruned_gzip``, ``tflite_dense``, ``tflite_pruned``, ``tflite_dense_gzip``, ``tflite_pruned_gzip``.
-        accuracy_before, accuracy_after: top-1 on the held-out split of labelled data, else None.
+        accuracy_before, accuracy_after: top-1 on the held-out split of labelled data, else None;
+            ``accuracy_before`` is the original's with re-estimated BatchNorm statistics when the ones it came
+            with were stale (``original_batchnorm["stale"]``), ``accuracy_before_as_given`` the file's own.
         epochs_run: fine-tuning epochs actually run.
         notes: what the numbers mean (e.g. that zeros do not speed up dense runtimes).
         data: the held-out split the accuracies were measured on (:meth:`edgecnn.data.HeldOut.describe`).
@@ -89,6 +91,8 @@ class PruneResult:
     notes: list[str] = field(default_factory=list)
     data: Optional[dict] = None
     budget: Optional[dict] = None
+    accuracy_before_as_given: Optional[float] = None
+    original_batchnorm: Optional[dict] = None
 
     def as_dict(self) -> dict:
         """Everything but the model, JSON-ready."""
@@ -96,7 +100,9 @@ class PruneResult:
                 "params_after": self.params_after, "nonzero_before": self.nonzero_before,
                 "nonzero_after": self.nonzero_after, "sizes": dict(self.sizes),
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
-                "epochs_run": self.epochs_run, "notes": list(self.notes), "data": self.data, "budget": self.budget}
+                "epochs_run": self.epochs_run, "notes": list(self.notes), "data": self.data, "budget": self.budget,
+                "accuracy_before_as_given": self.accuracy_before_as_given,
+                "original_batchnorm": self.original_batchnorm}
 
 
 def _working(model: Any) -> Any:
@@ -271,7 +277,8 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
                        params_after=int(pruned.count_params()), nonzero_before=_nonzero(working),
                        nonzero_after=_nonzero(pruned), sizes=sizes, accuracy_before=before,
                        accuracy_after=after, epochs_run=epochs_run, notes=notes,
-                       data=None if heldout is None else heldout.describe(), budget=budget)
+                       data=None if heldout is None else heldout.describe(), budget=budget,
+                       accuracy_before_as_given=as_given, original_batchnorm=bn_info)
 
 
 def _prune_channels(working: Any, s: float, layer_sparsity: Any, importance: str, round_to: int, train: Any,

@@ -302,8 +302,9 @@ def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, excl
     if data is None:
         notes.append(NO_DATA_NOTE)
         return result
+    result.accuracy_before_as_given, result.original_batchnorm = _accuracy(given, test), bn_info
     if bn_info and bn_info["stale"]:
-        notes.append(stale_note(bn_info) + f" (held-out: {100 * _accuracy(given, test):.2f}% as given)")
+        notes.append(stale_note(bn_info) + f" (held-out: {100 * result.accuracy_before_as_given:.2f}% as given)")
     result.accuracy_before = _accuracy(model, test)
     if plans and bn_data is not None:
         notes.append("BatchNormalization statistics after each rewrite re-estimated on the training split")

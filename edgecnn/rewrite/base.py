@@ -112,6 +112,8 @@ class RewriteResult:
     notes: list[str] = field(default_factory=list)
     data: Optional[dict] = None
     budget: Optional[dict] = None
+    accuracy_before_as_given: Optional[float] = None
+    original_batchnorm: Optional[dict] = None
 
     @property
     def rewritten(self) -> list[LayerRewrite]:
@@ -123,7 +125,9 @@ class RewriteResult:
         return {"layers": [r.as_dict() for r in self.layers],
                 "distill": self.distill.as_dict() if self.distill is not None else None,
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
-                "notes": list(self.notes), "data": self.data, "budget": self.budget}
+                "notes": list(self.notes), "data": self.data, "budget": self.budget,
+                "accuracy_before_as_given": self.accuracy_before_as_given,
+                "original_batchnorm": self.original_batchnorm}
 
 
 def activation_of(layer: Any) -> Any:
