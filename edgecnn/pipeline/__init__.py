@@ -12,13 +12,12 @@ Example:
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from edgecnn.errors import EdgecnnError, InputFileError
+from edgecnn.errors import CheckpointError, InputFileError
 from edgecnn.pipeline import stages as S
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
@@ -119,18 +118,9 @@ def compress(
     Raises:
         EdgecnnError: bad input (model, data, recipe, outdir), one line.
     """
-    import edgecnn
-    from edgecnn.data import load_data
-
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
                  "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed}
-    rec = load_recipe(recipe, overrides=overrides)
-    if rec["runtime_profile"]:
-        from edgecnn.profiles import PROFILES
-
-        if rec["runtime_profile"] not in PROFILES:
-            raise EdgecnnError(f"unknown runtime profile {rec['runtime_profile']!r}: Expected one of "
-                               f"{', '.join(PROFILES)}. Received: {rec['runtime_profile']!r}")
+    rec = load_recipe(recipe, overrides=overrides)  # every option type- and range-checked before heavy work
     source, name, sha = _source(model)
     if outdir is None:
         base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()
@@ -139,20 +129,62 @@ def compress(
     if isinstance(model, (str, Path)) and outdir.resolve() == Path(model).resolve():
         raise InputFileError(f"output folder is the input: Expected another folder. Received: {outdir}")
     _check_outdir(outdir, force=force)
+    from edgecnn.files import OutputGuard
+    from edgecnn.lock import LOCK_NAME, OutdirLock
+
+    guard = OutputGuard(outdir)
+    guard.mkdir()
+    lock = OutdirLock(outdir, command=command or f"edgecnn.compress({source})")
+    try:
+        lock.acquire()  # a second run on this OUTDIR stops here, at once, naming the first
+    except BaseException:
+        guard.remove_made_dirs()
+        raise
+    failed = True
+    try:
+        result = _run(model, rec=rec, source=source, name=name, sha=sha, outdir=outdir, data=data, resume=resume,
+                      quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
+                      trust_model=trust_model, command=command, on_stage=on_stage)
+        failed = False
+        return result
+    except (KeyboardInterrupt, SystemExit):
+        if (outdir / CHECKPOINT_DIR / Checkpoint.STATE).is_file():
+            failed = False  # the checkpoint stays: --resume continues from the last finished stage
+        else:
+            guard.remove_new(keep=(LOCK_NAME,))
+        raise
+    except CheckpointError:
+        failed = False  # a checkpoint edgecnn cannot trust is left as it is; the message says how to start afresh
+        raise
+    except BaseException:  # every other failure, edgecnn's or not: remove what this run created
+        Checkpoint(outdir, key="").clear()
+        guard.remove_new(keep=(LOCK_NAME,))
+        raise
+    finally:
+        lock.release()
+        if failed:
+            guard.remove_made_dirs()
+
+
+def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Path, data: Optional[str], resume: bool,
+         quiet: bool, labels: Optional[list[str]], input_shape: Any, custom_objects: Optional[str], trust_model: bool,
+         command: str, on_stage: Optional[Callable[[str, str], None]]) -> CompressReport:
+    """The stages over one context, in a locked OUTDIR that exists."""
+    import edgecnn
+    from edgecnn import __version__
+    from edgecnn.analysis import fixed_input_shape
+    from edgecnn.data import load_data
+
+    key = "-".join([sha[:16], recipe_hash(rec), str(data), str(rec["seed"]), __version__])
+    ck = Checkpoint(outdir, key=key)
+    saved = ck.load() if resume else None  # an untrusted checkpoint is refused before anything heavy runs
     working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
-    shape = tuple(int(d) for d in working.inputs[0].shape[1:])
+    shape = fixed_input_shape(working)
     train = test = None
     if data is not None:
         train = load_data(data, input_shape=shape, split="train", seed=int(rec["seed"]))
         test = load_data(data, input_shape=shape, split="test", seed=int(rec["seed"]))
         labels = labels or (list(test.class_names) if test.class_names else None)
-    from edgecnn import __version__
-
-    key = "-".join([sha[:16], recipe_hash(rec), str(data), str(rec["seed"]), __version__])
-    created = not outdir.exists()
-    outdir.mkdir(parents=True, exist_ok=True)
-    ck = Checkpoint(outdir, key=key)
-    saved = ck.load() if resume else None
     ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
                   data_spec=data, key=key, quiet=quiet, original=working, train=train, test=test, labels=labels)
     ctx.state["command"] = command
@@ -163,7 +195,7 @@ def compress(
     if saved is not None:
         ctx.restore(saved["ctx"])
         finished, attempt = list(saved["finished"]), int(saved["attempt"])
-        if ck.model_path.exists():
+        if ck.model_path is not None:  # verified: inside .edgecnn, with the sha256 recorded when it was written
             ctx.model = edgecnn.load(str(ck.model_path))
         ctx.note(f"resumed after stage '{finished[-1]}'" if finished else "resumed")
     else:
@@ -189,11 +221,6 @@ def compress(
                 fn(ctx, record, progress=ctx.progress)
             else:
                 fn(ctx, record)
-        except EdgecnnError:  # bad input found by a stage (e.g. a recipe's plan.fixed): nothing to resume from
-            ck.clear()
-            if created and not any(outdir.iterdir()):
-                outdir.rmdir()
-            raise
         except S.BudgetExceeded as exc:
             record.seconds = time.perf_counter() - t0
             ctx.stages.append(record)
@@ -239,15 +266,15 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
     t0 = time.perf_counter()
     out = ctx.outdir
     artifacts = []
-    for a in ctx.state["export"]["artifacts"]:
+    for a in ctx.state["export"]["artifacts"]:  # paths inside .edgecnn/staging (checked on --resume)
         src = Path(a["path"])
         dst = out / src.name
-        src.replace(dst)
+        write_atomic(dst, src.read_bytes())  # copied, so the checkpoint stays whole until the run is done
         artifacts.append({**a, "path": str(dst)})
     staging = S.staging(ctx)
     for extra in ("labels.txt", "MODEL_CARD.md", "export.json"):
-        if (staging / extra).exists():
-            (staging / extra).replace(out / extra)
+        if (staging / extra).is_file() and not (staging / extra).is_symlink():
+            write_atomic(out / extra, (staging / extra).read_bytes())
     model_path = out / f"{ctx.name}.compressed.h5"
     edgecnn.save(ctx.model, model_path)
     original_acc = ctx.state["original"]["accuracy"]
@@ -265,5 +292,5 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
                  "THIS_FILE` reproduces the plan\n" + dumps(ran))
     write_atomic(out / "report.json", json.dumps(report, indent=2, default=str))
     write_atomic(out / "report.html", summary.to_html(report))
-    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    Checkpoint(out, key="").clear()
     return CompressReport(outdir=out, report=report)
