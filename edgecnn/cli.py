@@ -103,18 +103,29 @@ def export(
     import warnings
 
     import edgecnn
+    from edgecnn.checks import check_number, check_optional
     from edgecnn.export import export as run_export
+    from edgecnn.export import parse_formats
+    from edgecnn.files import guarded_outdir
     from edgecnn.quantize import QuantMode
 
     QuantMode.parse(quantize)  # fail fast, before loading the model
-    working = edgecnn.load(model, input_shape=input_shape,
-                           custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
-                            calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
-                            name=Path(model).stem, labels=_read_labels(labels), max_accuracy_drop=max_accuracy_drop,
-                            command="edgecnn " + " ".join(sys.argv[1:]))
+    parse_formats(fmt)
+    check_number(calibration_samples, rule="count", name="--calibration-samples")
+    check_number(opset, rule="opset", name="--opset")
+    check_optional(max_accuracy_drop, rule="points", name="--max-accuracy-drop")
+    names = _read_labels(labels)
+    _check_outdir_path(outdir)
+    command = "edgecnn " + " ".join(sys.argv[1:])
+    with guarded_outdir(outdir, command=command):  # one run per OUTDIR; a failed run leaves nothing there
+        working = edgecnn.load(model, input_shape=input_shape,
+                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
+                                calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
+                                name=Path(model).stem, labels=names, max_accuracy_drop=max_accuracy_drop,
+                                command=command)
     from edgecnn.report import print_export
 
     print_export(report)
@@ -144,27 +155,35 @@ def quantize(
 ) -> None:
     """Quantization-aware training, then an int8 .tflite validated on LiteRT (when post-training int8 loses too much)."""
     import edgecnn
+    from edgecnn.checks import check_number
     from edgecnn.errors import EdgecnnError
+    from edgecnn.files import guarded_outdir
 
     if not qat:
         raise EdgecnnError("edgecnn quantize trains with fake quantization: Expected --qat. Received: no --qat "
                            "(post-training quantization is `edgecnn export --quantize ...`)")
-    working = edgecnn.load(model, input_shape=input_shape,
-                           custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
-    from edgecnn.data import load_data
-    from edgecnn.export import export as run_export
-    from edgecnn.qat import quantize_aware
+    check_number(epochs, rule="epochs", name="--epochs")
+    check_number(batch_size, rule="count", name="--batch-size")
+    check_number(learning_rate, rule="positive", name="--learning-rate")
+    _check_outdir_path(outdir)
+    command = "edgecnn " + " ".join(sys.argv[1:])
+    with guarded_outdir(outdir, command=command):
+        working = edgecnn.load(model, input_shape=input_shape,
+                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+        from edgecnn.analysis import fixed_input_shape
+        from edgecnn.data import load_data
+        from edgecnn.export import export as run_export
+        from edgecnn.qat import quantize_aware
 
-    shape = tuple(int(d) for d in working.inputs[0].shape[1:])
-    train = load_data(data, input_shape=shape, split="train")
-    test = load_data(data, input_shape=shape, split="test")
-    if train.y is None:
-        raise EdgecnnError(f"--qat fine-tunes on labels: Expected labelled --data. Received: {data} without labels")
-    result = quantize_aware(working, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, x_val=test.x, y_val=test.y, io=io)
-    report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=test, io=io,
-                        name=Path(model).stem + "_qat", prebuilt={"tflite": result.tflite},
-                        command="edgecnn " + " ".join(sys.argv[1:]))
+        shape = fixed_input_shape(working)
+        train = load_data(data, input_shape=shape, split="train")
+        test = load_data(data, input_shape=shape, split="test")
+        if train.y is None:
+            raise EdgecnnError(f"--qat fine-tunes on labels: Expected labelled --data. Received: {data} without labels")
+        result = quantize_aware(working, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, x_val=test.x, y_val=test.y, io=io)
+        report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=test, io=io,
+                            name=Path(model).stem + "_qat", prebuilt={"tflite": result.tflite}, command=command)
     from edgecnn.report import print_export
 
     print_export(report)
@@ -275,7 +294,19 @@ def bench(
     from edgecnn.bench.gate import load_baseline
     from edgecnn.bench.targets import check_runtimes
 
+    from edgecnn.bench.gate import check_max_regression
+    from edgecnn.checks import check_number, check_optional
+    from edgecnn.files import check_output_file
+
     check_runtimes(runtime)  # fail fast, before loading models
+    check_number(batch_size, rule="count", name="--batch-size")
+    check_optional(runs, rule="count", name="--runs")
+    check_optional(warmup, rule="non_negative_int", name="--warmup")
+    check_optional(budget_s, rule="positive", name="--budget-s")
+    check_max_regression(max_regression)
+    outputs = {"--json": json_out, "--markdown": markdown, "--html": html, "--junit": junit}
+    for flag, path in outputs.items():
+        check_output_file(path, flag=flag)
     base = load_baseline(baseline) if baseline is not None else None
     report = run_bench(models, runtimes=runtime, threads=threads, data=data, batch_size=batch_size, runs=runs,
                        warmup=warmup, budget_s=budget_s, profile=profile, per_layer=per_layer, progress=not quiet,
@@ -286,14 +317,20 @@ def bench(
     if failed:
         raise EdgecnnError("; ".join(f"{r.model} on {r.runtime}: {r.status}: {r.reason}" for r in failed))
     gate = compare_to_baseline(report, base, max_regression_pct=max_regression) if base is not None else None
-    for path, write in ((json_out, report.to_json), (markdown, report.to_markdown), (html, report.to_html)):
-        if path is not None:
-            write(path)
-            typer.echo(f"wrote {path}")
-    if gate is not None:
-        if junit is not None:
+    new = [Path(p) for p in outputs.values() if p is not None and not Path(p).exists()]
+    try:  # all outputs or none: a failure while writing one removes those this run wrote
+        for path, write in ((json_out, report.to_json), (markdown, report.to_markdown), (html, report.to_html)):
+            if path is not None:
+                write(path)
+                typer.echo(f"wrote {path}")
+        if gate is not None and junit is not None:
             write_junit(gate, junit)
             typer.echo(f"wrote {junit}")
+    except BaseException:
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
+    if gate is not None:
         typer.echo(gate.message, err=not gate.ok)
         if not gate.ok:
             raise typer.Exit(1)
@@ -321,8 +358,15 @@ def prune(
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
 ) -> None:
     """Prune: magnitude / 2:4 sparsity (smaller gzip size) or structured channels (smaller, faster layers)."""
+    from edgecnn.checks import check_number
+    from edgecnn.files import check_output_file
     from edgecnn.prune.cli import run_prune
 
+    for value, rule, flag in ((sparsity, "sparsity", "--sparsity"), (round_to, "count", "--round-to"),
+                              (epochs, "epochs", "--epochs"), (batch_size, "count", "--batch-size"),
+                              (seed, "seed", "--seed")):
+        check_number(value, rule=rule, name=flag)
+    check_output_file(output, flag="-o", make_parents=True)
     run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
               layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last, data=data,
               epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
@@ -358,14 +402,38 @@ def rewrite(
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
 ) -> None:
     """Rewrite layers into cheaper blocks initialized from the trained weights; recover accuracy by distillation."""
+    from edgecnn.checks import check_number, check_optional
+    from edgecnn.files import check_output_file
     from edgecnn.rewrite.cli import run_rewrite
 
+    for value, rule, flag in ((depth_multiplier, "count", "--depth-multiplier"), (ratio, "energy", "--ratio"),
+                              (epochs, "epochs", "--epochs"), (batch_size, "count", "--batch-size"),
+                              (seed, "seed", "--seed"), (threads, "count", "--threads"), (runs, "count", "--runs")):
+        check_number(value, rule=rule, name=flag)
+    check_optional(rank, rule="count", name="--rank")
+    check_optional(energy, rule="energy", name="--energy")
+    check_output_file(output, flag="-o", make_parents=True)
     run_rewrite(model, output=output, to=to, layers=layers or [], exclude=exclude or [], select=select,
                 depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling, data=data,
                 epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy, runtime=runtime,
                 quantize=quantize, threads=threads, runs=runs, as_json=as_json,
                 load_options={"input_shape": input_shape, "trust_model": trust_model,
                               "custom_objects": str(custom_objects) if custom_objects else None})
+
+
+def _check_outdir_path(outdir: Path) -> None:
+    """OUTDIR may exist as a folder or be creatable: a file in its place or on its way is an error, before work."""
+    from edgecnn.errors import InputFileError
+
+    if outdir.exists() and not outdir.is_dir():
+        raise InputFileError(f"output folder {outdir} is a file: Expected a folder (it will be created). "
+                             "Received: a file")
+    parent = outdir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputFileError(f"output folder {outdir} cannot be created: Expected folders on its path. Received: "
+                             f"{parent} is a file")
 
 
 def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
@@ -375,11 +443,33 @@ def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
 
     if not path.is_file():
         raise InputFileError(f"labels file not found: Expected a text file, one label per line. Received: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    from edgecnn.limits import check_text_size
+
+    with open(path, "rb") as f:
+        data = f.read(64 * 2**20 + 1)
+    check_text_size(data, where=f"labels file {path}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputFileError(f"labels file {path} is not text: Expected UTF-8, one label per line. "
+                             "Received: binary data") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+EXIT_CODES = {0: "done", 1: "compress: accuracy budget not met / bench: latency regression", 2: "bad input",
+              3: "internal error (a bug: rerun with --debug and report the traceback)", 130: "interrupted"}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: runs the app, prints EdgecnnError as one line on stderr and exits 2."""
+    """Entry point: one place maps every failure to one line on stderr and an exit code (see EXIT_CODES).
+
+    EdgecnnError (bad input), usage errors, OS errors on a path (read-only, full disk, permission, a file
+    where a folder should be, ...), memory exhaustion: exit 2. Ctrl-C: 130, with a line that says so.
+    Anything else is a bug: one line, exit 3, never 1 (which means "budget not met" or "regression").
+    ``--debug`` re-raises, so the traceback shows.
+    """
+    from typer._click import exceptions as click  # typer 0.29 parses with its own copy of click
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -389,25 +479,55 @@ def main(argv: Optional[list[str]] = None) -> None:
         warnings.filterwarnings("ignore")
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=args, prog_name="edgecnn", standalone_mode=False)
+        with command.make_context("edgecnn", args) as ctx:
+            command.invoke(ctx)
+        code = 0
+    except typer.Exit as exc:
+        code = int(getattr(exc, "exit_code", 0) or 0)
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        code = 2
+    except click.UsageError as exc:
+        if debug:
+            raise
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        code = _fail(f"{' '.join(exc.format_message().split())}{where}", 2)
+    except (KeyboardInterrupt, typer.Abort):
+        if debug:
+            raise
+        resume = " rerun the same command with --resume to continue from the last finished stage" \
+            if args[:1] == ["compress"] else " nothing complete was left half-written"
+        code = _fail(f"interrupted (Ctrl-C);{resume}", 130)
     except EdgecnnError as exc:
         if debug:
             raise
-        print(f"edgecnn: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("edgecnn: aborted", file=sys.stderr)
-        sys.exit(130)
-    except typer.TyperException as exc:  # usage errors: typer prints them as click does
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        else:
-            print(f"edgecnn: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+        code = _fail(str(exc), 2)
+    except OSError as exc:
+        if debug:
+            raise
+        from edgecnn.files import os_error_message
+
+        code = _fail(os_error_message(exc), 2)
+    except MemoryError:
+        if debug:
+            raise
+        code = _fail("ran out of memory: Expected an input that fits in this machine's memory. Received: an input "
+                     "too large to process (see the caps in docs/security.md)", 2)
+    except Exception as exc:  # a bug: say so in one line; exit 1 means "budget not met" / "regression"
+        if debug:
+            raise
+        from edgecnn.errors import first_line
+
+        code = _fail(f"internal error ({type(exc).__name__}: {first_line(exc, 200)}); rerun with --debug for the "
+                     "traceback and please report it", 3)
+    sys.exit(code)
+
+
+def _fail(message: str, code: int) -> int:
+    line = " ".join(str(message).split()) or "failed"
+    sys.stdout.flush()
+    print(f"edgecnn: error: {line}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,8 +70,9 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
     return path
 
 
-def check_output_file(path: Optional[str | os.PathLike], *, flag: str) -> None:
-    """Before heavy work: an output file's folder must exist and the path must not be a folder.
+def check_output_file(path: Optional[str | os.PathLike], *, flag: str, make_parents: bool = False) -> None:
+    """Before heavy work: an output file's path must not be a folder, and its folder must exist (or, with
+    ``make_parents``, be creatable: no file where a parent folder should be).
 
     >>> check_output_file("/nonexistent-folder/x.json", flag="--json")
     Traceback (most recent call last):
@@ -84,11 +85,50 @@ def check_output_file(path: Optional[str | os.PathLike], *, flag: str) -> None:
     parent = p.parent
     if p.is_dir():
         raise OutputError(f"cannot write {p} ({flag}): it is a folder: Expected a file path. Received: a folder")
+    if make_parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.exists():
         raise OutputError(f"cannot write {p} ({flag}): its folder does not exist: Expected an existing folder. "
                           f"Received: {parent}")
     if not parent.is_dir():
         raise OutputError(f"cannot write {p} ({flag}): {parent} is a file: Expected a folder. Received: a file")
+
+
+@contextlib.contextmanager
+def guarded_outdir(outdir: str | os.PathLike, *, command: str) -> Iterator[Path]:
+    """Create OUTDIR, hold its lock for the block, and if the block fails in any way (an exception of any kind,
+    Ctrl-C included) remove what appeared in OUTDIR meanwhile and the folders it made.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "out"
+    >>> try:
+    ...     with guarded_outdir(out, command="edgecnn export") as folder:
+    ...         _ = (folder / "half.tflite").write_bytes(b"x")
+    ...         raise OSError(28, "No space left on device")
+    ... except OSError:
+    ...     pass
+    >>> out.exists()
+    False
+    """
+    from edgecnn.lock import LOCK_NAME, OutdirLock
+
+    guard = OutputGuard(outdir)
+    guard.mkdir()
+    lock = OutdirLock(outdir, command=command)
+    try:
+        lock.acquire()
+    except BaseException:
+        guard.remove_made_dirs()
+        raise
+    try:
+        yield guard.outdir
+    except BaseException:
+        guard.remove_new(keep=(LOCK_NAME,))
+        lock.release()
+        guard.remove_made_dirs()
+        raise
+    lock.release()
 
 
 class OutputGuard:

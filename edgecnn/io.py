@@ -115,7 +115,7 @@ def _read_h5_header(path: Path) -> tuple[dict, str]:
             )
         raise InputFileError(f"{path} is an HDF5 file but not a Keras model: it has no 'model_config'")
     where = f"{path} model_config"
-    config = _config_object(parse_json(_text(raw, where), where=where, what="model_config JSON"), where)
+    config = _config_object(parse_json(_text(raw, where), where=where), where)
     try:
         version = _text(version, f"{path} keras_version").decode("utf-8", "replace")
     except InputFileError:
@@ -220,7 +220,7 @@ def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | Non
         from edgecnn.limits import parse_json
 
         for node in proto.nodes:
-            scan_config(parse_json(node.metadata or "{}", where=f"{meta} node {node.node_id}", what="metadata JSON"),
+            scan_config(parse_json(node.metadata or "{}", where=f"{meta} node {node.node_id}"),
                         trust_model=trust_model, custom_names=objects.names)
         tfk_custom = objects.tf_keras
         try:

@@ -121,7 +121,7 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
-def parse_json(raw: bytes | str, *, where: str, what: str = "JSON") -> Any:
+def parse_json(raw: bytes | str, *, where: str, what: str = "valid JSON") -> Any:
     """JSON text -> object, with the size and depth caps checked before parsing.
 
     Raises:
@@ -135,7 +135,7 @@ def parse_json(raw: bytes | str, *, where: str, what: str = "JSON") -> Any:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         reason = getattr(exc, "msg", None) or type(exc).__name__
-        raise InputFileError(f"{where} is not valid {what}: Expected JSON text. Received: {reason}") from None
+        raise InputFileError(f"{where} is not {what}: Expected JSON text. Received: {reason}") from None
 
 
 def read_zip_member(archive: Any, name: str, *, where: str) -> bytes:
