@@ -205,6 +205,7 @@ def export(
     """
     names = parse_formats(formats)
     mode = QuantMode.parse(quantize)
+    _check_counts(calibration_samples=calibration_samples, validation_samples=validation_samples, opset=opset)
     for n in names:
         if io not in FORMATS[n].io_types:
             raise EdgecnnError(
@@ -257,11 +258,13 @@ def export(
     std = list(input_std) if input_std is not None else [255.0] * channels
     if labels is None and val_set is not None and val_set.class_names:
         labels = list(val_set.class_names)
+    _check_label_range(y_val, reference, source)
     if labels is not None and reference[0].ndim == 2 and len(labels) != reference[0].shape[1]:
         raise EdgecnnError(
             f"labels do not fit the model output: Expected {reference[0].shape[1]} labels. Received: {len(labels)}"
         )
     problems: list[str] = []
+    pending: list[tuple[Path, bytes]] = []  # written only once every artifact has validated
     for fmt_name in names:
         fmt = FORMATS[fmt_name]
         if prebuilt and fmt_name in prebuilt:
@@ -296,25 +299,61 @@ def export(
         if not validation.passed:
             problems.extend(f"{final.name}: {p}" for p in validation.problems)
             continue
-        write_atomic(final, data_bytes)
+        pending.append((final, data_bytes))
         report.artifacts.append(_artifact(final, fmt_name, mode, io, data_bytes, validation))
         if fmt_name == "onnx" and ort_format:
             with _quiet(quiet):
-                ort_bytes = _ort_bytes(final)
+                ort_bytes = _ort_bytes(data_bytes, final.name)
             ort_path = final.with_suffix(".ort")
             ort_val = _validate(ORT_FORMAT, ort_bytes, ort_path, x_val, y_val, reference, exact=mode.is_float,
                                 compare=compare)
             if not ort_val.passed:
                 problems.extend(f"{ort_path.name}: {p}" for p in ort_val.problems)
                 continue
-            write_atomic(ort_path, ort_bytes)
+            pending.append((ort_path, ort_bytes))
             report.artifacts.append(_artifact(ort_path, "ort", mode, io, ort_bytes, ort_val))
-    _write_manifest(outdir, report)
-    _write_bundle(outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
-                  source=str(getattr(model, "name", stem)), command=command)
-    if problems:
+    if problems:  # nothing is written: no export.json without artifacts, no MODEL_CARD.md for a failed export
         raise ValidationError("export did not validate: " + "; ".join(problems))
+    _write_all(outdir, pending, lambda: (_write_manifest(outdir, report), _write_bundle(
+        outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
+        source=str(getattr(model, "name", stem)), command=command)))
     return report
+
+
+def _write_all(outdir: Path, pending: list[tuple[Path, bytes]], then: Callable[[], Any]) -> None:
+    """Write the artifacts, then export.json and the bundle; if any write fails (a full disk), remove the
+    files this call created, so no artifact is left without its export.json."""
+    names = ("export.json", "labels.txt", "MODEL_CARD.md")
+    new = [p for p, _ in pending if not p.exists()] + [outdir / n for n in names if not (outdir / n).exists()]
+    try:
+        for path, data in pending:
+            write_atomic(path, data)
+        then()
+    except BaseException:
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _check_counts(*, calibration_samples: Any, validation_samples: Any, opset: Any) -> None:
+    from edgecnn.checks import check_number
+
+    check_number(calibration_samples, rule="count", name="calibration_samples (--calibration-samples)")
+    check_number(validation_samples, rule="count", name="validation_samples")
+    check_number(opset, rule="opset", name="opset (--opset)")
+
+
+def _check_label_range(y: Any, reference: list, source: str) -> None:
+    """Labels the model's classes cannot produce would make every accuracy 0 and every budget pass."""
+    if y is None or not len(y) or reference[0].ndim != 2 or reference[0].shape[1] < 2:
+        return
+    classes = int(reference[0].shape[1])
+    low, high = int(np.min(y)), int(np.max(y))
+    if low < 0 or high >= classes:
+        from edgecnn.errors import DataError
+
+        raise DataError(f"labels of {source} do not fit the model output: Expected class indices in "
+                        f"[0, {classes - 1}]. Received: values in [{low}, {high}]")
 
 
 ORT_FORMAT = ExportFormat("ort", ".ort", "onnxruntime", _onnx, ("float",))
@@ -325,11 +364,15 @@ def _artifact(path: Path, fmt: str, mode: QuantMode, io: str, data: bytes, valid
                     sha256=hashlib.sha256(data).hexdigest(), io=io, validation=validation.as_dict())
 
 
-def _ort_bytes(onnx_path: Path) -> bytes:
+def _ort_bytes(onnx_bytes: bytes, name: str) -> bytes:
     from edgecnn.export.onnx import to_ort_format
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-ort-") as tmp:
-        return to_ort_format(onnx_path, Path(tmp)).read_bytes()
+        onnx_path = Path(tmp) / name
+        onnx_path.write_bytes(onnx_bytes)
+        out = Path(tmp) / "ort"
+        out.mkdir()
+        return to_ort_format(onnx_path, out).read_bytes()
 
 
 def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any, reference: list, *,
