@@ -245,6 +245,30 @@ def fixed_input_shape(model: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def check_labels_fit(model: Any, y: Any, *, where: str) -> None:
+    """Class indices must name outputs of a classifier model (labels 0..99 for a 10-class model would make
+    every accuracy 0 and every accuracy budget meaningless). Models that are not (N, classes >= 2) pass.
+
+    Example:
+        >>> import numpy as np, tf_keras
+        >>> m = tf_keras.Sequential([tf_keras.Input((4, 4, 1)), tf_keras.layers.Flatten(), tf_keras.layers.Dense(3)])
+        >>> check_labels_fit(m, np.array([0, 2]), where="d.npz")
+        >>> check_labels_fit(m, np.array([0, 7]), where="d.npz")
+        Traceback (most recent call last):
+        ...
+        edgecnn.errors.DataError: labels of d.npz do not fit the model output: Expected class indices in [0, 2]. Received: values in [0, 7]
+    """
+    from edgecnn.errors import DataError
+
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else ()
+    if y is None or not len(y) or len(shape) != 2 or not shape[1] or shape[1] < 2:
+        return
+    low, high = int(min(y)), int(max(y))
+    if low < 0 or high >= shape[1]:
+        raise DataError(f"labels of {where} do not fit the model output: Expected class indices in "
+                        f"[0, {shape[1] - 1}]. Received: values in [{low}, {high}]")
+
+
 def _summarize(name: str, input_shape: list, rows: list[LayerStats], *, trainable: int) -> ModelStats:
     total_params = sum(r.params for r in rows)
     total_macs = sum(r.macs for r in rows)

@@ -77,9 +77,13 @@ class OutdirLock:
             if now is None or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
                 os.close(fd)  # a finishing run removed the file between our open and our lock: take the new one
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}: {self.command}\n".encode("utf-8", "replace"))
             self._fd, self._inode = fd, (info.st_dev, info.st_ino)
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()}: {self.command}\n".encode("utf-8", "replace"))
+            except OSError:  # a full disk: the lock holds, the file is removed again, the error says why
+                self.release()
+                raise
             return self
         raise LockedError(f"output folder {self.outdir} could not be locked: Expected a folder one run uses at a "
                           "time. Received: its lock file kept changing")

@@ -172,7 +172,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     """The stages over one context, in a locked OUTDIR that exists."""
     import edgecnn
     from edgecnn import __version__
-    from edgecnn.analysis import fixed_input_shape
+    from edgecnn.analysis import check_labels_fit, fixed_input_shape
     from edgecnn.data import load_data
 
     key = "-".join([sha[:16], recipe_hash(rec), str(data), str(rec["seed"]), __version__])
@@ -184,6 +184,8 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     if data is not None:
         train = load_data(data, input_shape=shape, split="train", seed=int(rec["seed"]))
         test = load_data(data, input_shape=shape, split="test", seed=int(rec["seed"]))
+        for part in (train, test):
+            check_labels_fit(working, part.y, where=str(data))
         labels = labels or (list(test.class_names) if test.class_names else None)
     ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
                   data_spec=data, key=key, quiet=quiet, original=working, train=train, test=test, labels=labels)
