@@ -172,7 +172,10 @@ def open_image(path: Any) -> Iterator[Any]:
         try:
             image = Image.open(path)
         except Image.DecompressionBombError:
-            raise over("image_pixels", 2 * limit + 1, where=str(path), what="image: pixels (more than)") from None
+            spec = CAPS["image_pixels"]
+            raise LimitError(f"{path}: the image declares more than {2 * limit:,} pixels, over edgecnn's cap: "
+                             f"Expected at most {limit:,}. Received: a larger image; if the input is legitimate, "
+                             f"raise the cap with {spec.variable}={4 * limit}") from None
         with image:
             width, height = image.size
             check("image_pixels", int(width) * int(height), where=str(path), what=f"{width}x{height} image: pixels")

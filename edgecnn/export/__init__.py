@@ -380,10 +380,19 @@ def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any
     """Write ``data`` to a temporary file beside ``final``, run it on its runtime, compare, delete the temp."""
     from edgecnn.runtimes import RUNTIMES
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix, dir=final.parent)
+    from edgecnn.errors import OutputError
+    from edgecnn.files import os_error_message
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix, dir=final.parent)
+    except OSError as exc:
+        raise OutputError(os_error_message(exc, final)) from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:  # a full disk: name the artifact, in one line
+            raise OutputError(os_error_message(exc, final)) from exc
         try:
             session = RUNTIMES[fmt.runtime].load(tmp, threads=1)
             got = session.run(x)
