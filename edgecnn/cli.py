@@ -16,6 +16,7 @@ import typer
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.files import check_outdir_path, read_labels
 
 app = typer.Typer(
     add_completion=False,
@@ -114,8 +115,8 @@ def export(
     check_number(calibration_samples, rule="count", name="--calibration-samples")
     check_number(opset, rule="opset", name="--opset")
     check_optional(max_accuracy_drop, rule="points", name="--max-accuracy-drop")
-    names = _read_labels(labels)
-    _check_outdir_path(outdir)
+    names = read_labels(labels)
+    check_outdir_path(outdir)
     command = "edgecnn " + " ".join(sys.argv[1:])
     with guarded_outdir(outdir, command=command):  # one run per OUTDIR; a failed run leaves nothing there
         working = edgecnn.load(model, input_shape=input_shape,
@@ -165,7 +166,7 @@ def quantize(
     check_number(epochs, rule="epochs", name="--epochs")
     check_number(batch_size, rule="count", name="--batch-size")
     check_number(learning_rate, rule="positive", name="--learning-rate")
-    _check_outdir_path(outdir)
+    check_outdir_path(outdir)
     command = "edgecnn " + " ".join(sys.argv[1:])
     with guarded_outdir(outdir, command=command):
         working = edgecnn.load(model, input_shape=input_shape,
@@ -228,7 +229,7 @@ def compress(
         result = run_compress(model, outdir=outdir, data=data, recipe=recipe, target=target,
                               max_accuracy_drop=max_accuracy_drop, latency_budget_ms=latency_budget_ms,
                               runtime_profile=runtime_profile, epochs=epochs, seed=seed, resume=resume, force=force,
-                              quiet=not show, labels=_read_labels(labels), input_shape=input_shape,
+                              quiet=not show, labels=read_labels(labels), input_shape=input_shape,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None)
     if as_json:
@@ -362,9 +363,8 @@ def prune(
     from edgecnn.files import check_output_file
     from edgecnn.prune.cli import run_prune
 
-    for value, rule, flag in ((sparsity, "sparsity", "--sparsity"), (round_to, "count", "--round-to"),
-                              (epochs, "epochs", "--epochs"), (batch_size, "count", "--batch-size"),
-                              (seed, "seed", "--seed")):
+    for value, rule, flag in ((round_to, "count", "--round-to"), (epochs, "epochs", "--epochs"),
+                              (batch_size, "count", "--batch-size"), (seed, "seed", "--seed")):
         check_number(value, rule=rule, name=flag)
     check_output_file(output, flag="-o", make_parents=True)
     run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
@@ -421,113 +421,12 @@ def rewrite(
                               "custom_objects": str(custom_objects) if custom_objects else None})
 
 
-def _check_outdir_path(outdir: Path) -> None:
-    """OUTDIR may exist as a folder or be creatable: a file in its place or on its way is an error, before work."""
-    from edgecnn.errors import InputFileError
-
-    if outdir.exists() and not outdir.is_dir():
-        raise InputFileError(f"output folder {outdir} is a file: Expected a folder (it will be created). "
-                             "Received: a file")
-    parent = outdir.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputFileError(f"output folder {outdir} cannot be created: Expected folders on its path. Received: "
-                             f"{parent} is a file")
-
-
-def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
-    if path is None:
-        return None
-    from edgecnn.errors import InputFileError
-
-    if not path.is_file():
-        raise InputFileError(f"labels file not found: Expected a text file, one label per line. Received: {path}")
-    from edgecnn.limits import check_text_size
-
-    with open(path, "rb") as f:
-        data = f.read(64 * 2**20 + 1)
-    check_text_size(data, where=f"labels file {path}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputFileError(f"labels file {path} is not text: Expected UTF-8, one label per line. "
-                             "Received: binary data") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-EXIT_CODES = {0: "done", 1: "compress: accuracy budget not met / bench: latency regression", 2: "bad input",
-              3: "internal error (a bug: rerun with --debug and report the traceback)", 130: "interrupted"}
-
-
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: one place maps every failure to one line on stderr and an exit code (see EXIT_CODES).
+    """Entry point: runs the app; every failure becomes one line on stderr and an exit code
+    (:data:`edgecnn.exits.EXIT_CODES`: 2 bad input, 3 a bug, 130 interrupted; never 1 for a crash)."""
+    from edgecnn.exits import run
 
-    EdgecnnError (bad input), usage errors, OS errors on a path (read-only, full disk, permission, a file
-    where a folder should be, ...), memory exhaustion: exit 2. Ctrl-C: 130, with a line that says so.
-    Anything else is a bug: one line, exit 3, never 1 (which means "budget not met" or "regression").
-    ``--debug`` re-raises, so the traceback shows.
-    """
-    from typer._click import exceptions as click  # typer 0.29 parses with its own copy of click
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    args = [a for a in args if a != "--debug"]
-    if not debug:
-        import warnings
-
-        warnings.filterwarnings("ignore")
-    command = typer.main.get_command(app)
-    try:
-        with command.make_context("edgecnn", args) as ctx:
-            command.invoke(ctx)
-        code = 0
-    except typer.Exit as exc:
-        code = int(getattr(exc, "exit_code", 0) or 0)
-    except click.NoArgsIsHelpError as exc:
-        exc.show()
-        code = 2
-    except click.UsageError as exc:
-        if debug:
-            raise
-        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        code = _fail(f"{' '.join(exc.format_message().split())}{where}", 2)
-    except (KeyboardInterrupt, typer.Abort):
-        if debug:
-            raise
-        resume = " rerun the same command with --resume to continue from the last finished stage" \
-            if args[:1] == ["compress"] else " nothing complete was left half-written"
-        code = _fail(f"interrupted (Ctrl-C);{resume}", 130)
-    except EdgecnnError as exc:
-        if debug:
-            raise
-        code = _fail(str(exc), 2)
-    except OSError as exc:
-        if debug:
-            raise
-        from edgecnn.files import os_error_message
-
-        code = _fail(os_error_message(exc), 2)
-    except MemoryError:
-        if debug:
-            raise
-        code = _fail("ran out of memory: Expected an input that fits in this machine's memory. Received: an input "
-                     "too large to process (see the caps in docs/security.md)", 2)
-    except Exception as exc:  # a bug: say so in one line; exit 1 means "budget not met" / "regression"
-        if debug:
-            raise
-        from edgecnn.errors import first_line
-
-        code = _fail(f"internal error ({type(exc).__name__}: {first_line(exc, 200)}); rerun with --debug for the "
-                     "traceback and please report it", 3)
-    sys.exit(code)
-
-
-def _fail(message: str, code: int) -> int:
-    line = " ".join(str(message).split()) or "failed"
-    sys.stdout.flush()
-    print(f"edgecnn: error: {line}", file=sys.stderr, flush=True)
-    return code
+    sys.exit(run(typer.main.get_command(app), list(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

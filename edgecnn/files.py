@@ -218,3 +218,35 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def check_outdir_path(outdir: Path) -> None:
+    """OUTDIR may exist as a folder or be creatable: a file in its place or on its way is an error, before work."""
+    if outdir.exists() and not outdir.is_dir():
+        raise InputFileError(f"output folder {outdir} is a file: Expected a folder (it will be created). "
+                             "Received: a file")
+    parent = outdir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputFileError(f"output folder {outdir} cannot be created: Expected folders on its path. Received: "
+                             f"{parent} is a file")
+
+
+def read_labels(path: Optional[Path]) -> Optional[list[str]]:
+    """A labels file: UTF-8 text within the size cap, one class name per line (blank lines skipped)."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise InputFileError(f"labels file not found: Expected a text file, one label per line. Received: {path}")
+    from edgecnn.limits import check_text_size
+
+    with open(path, "rb") as f:
+        data = f.read(64 * 2**20 + 1)
+    check_text_size(data, where=f"labels file {path}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputFileError(f"labels file {path} is not text: Expected UTF-8, one label per line. "
+                             "Received: binary data") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]

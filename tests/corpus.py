@@ -549,7 +549,7 @@ def build_cases(tmp: Path, f: dict[str, Path], *, can_mount: bool, no_dac: Optio
                                           str(f["recipe_kinds"])], "rewrite.kinds", process=True, out=tmp / "o_kinds")
     add("bench_runs_zero", "values", ["bench", str(good), "--runs", "0"], "--runs", process=True)
     add("prune_sparsity_nan", "values", ["prune", str(good), "-o", str(tmp / "o_p.keras"), "--sparsity", "nan"],
-        "--sparsity", process=True, out=tmp / "o_p.keras")
+        "sparsity out of range", process=True, out=tmp / "o_p.keras")
     # 8. the scan refuses code named outside Keras (run where evilmod.py could be imported)
     for name, needle in (("function_ref", "function 'evilmod.run'"), ("os_system", "function 'os.system'"),
                          ("typespec", "type spec 'evilmod.Run'"), ("registered", "registered as 'evilmod>Conv2D'"),
