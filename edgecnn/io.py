@@ -353,15 +353,20 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() not in _MODEL_SUFFIXES:
         raise InputFileError(f"cannot save as {path.name}: Expected a .h5 or .keras path. Received: {path}")
-    from edgecnn.files import atomic_path
+    from edgecnn.files import OutputGuard, atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if _is_tf_keras(model) and path.suffix.lower() != ".keras":
-            model.save(str(tmp), save_format="h5")
-            _make_h5_portable(tmp)
-        else:
-            model.save(str(tmp))
+    guard = OutputGuard(path.parent)
+    guard.mkdir()
+    try:
+        with atomic_path(path) as tmp:
+            if _is_tf_keras(model) and path.suffix.lower() != ".keras":
+                model.save(str(tmp), save_format="h5")
+                _make_h5_portable(tmp)
+            else:
+                model.save(str(tmp))
+    except BaseException:
+        guard.remove_made_dirs()  # the folders this save made, if it failed (they are empty)
+        raise
     return path
 
 

@@ -110,11 +110,20 @@ def snapshot(folder: Optional[Path]) -> Optional[set[str]]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-# Runs the command line and, at exit, writes the process's peak resident memory (KiB) to argv[1].
+# Runs the command line and, at exit, writes the process's peak resident memory (KiB) to argv[1]: VmHWM of this
+# process's own memory map (ru_maxrss would also count the forked image of the test process before exec).
 _RSS_WRAPPER = (
     "import atexit, resource, sys\n"
     "path = sys.argv.pop(1)\n"
-    "atexit.register(lambda: open(path, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+    "def peak():\n"
+    "    try:\n"
+    "        for line in open('/proc/self/status'):\n"
+    "            if line.startswith('VmHWM:'):\n"
+    "                return int(line.split()[1])\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "atexit.register(lambda: open(path, 'w').write(str(peak())))\n"
     "from edgecnn.cli import main\n"
     "main(sys.argv[1:])\n"
 )
@@ -277,6 +286,10 @@ def build_files(tmp: Path, tf_keras: Any, keras3: Any) -> dict[str, Path]:
                                tf_keras.layers.GlobalAveragePooling2D(), tf_keras.layers.Dense(5, activation="softmax")])
     fcn.save(tmp / "fcn.h5", save_format="h5")
     f["fcn"] = tmp / "fcn.h5"
+    nan = _tiny(tf_keras, name="nan_weights")  # loads, converts, and cannot validate: its outputs are NaN
+    nan.set_weights([np.full(w.shape, np.nan, "float32") for w in nan.get_weights()])
+    nan.save(tmp / "nan_weights.h5", save_format="h5")
+    f["nan_weights"] = tmp / "nan_weights.h5"
     huge = tf_keras.Sequential([tf_keras.Input((60000, 60000, 1)), tf_keras.layers.Conv2D(2, 3),
                                 tf_keras.layers.GlobalAveragePooling2D(), tf_keras.layers.Dense(2)])
     huge.save(tmp / "huge_input.h5", save_format="h5")
@@ -536,6 +549,8 @@ def build_cases(tmp: Path, f: dict[str, Path], *, can_mount: bool, no_dac: Optio
     add("compress_labels_out_of_range", "files-left", ["compress", str(good), "-o", str(tmp / "o_range2"), "--data",
                                                        str(f["labels_out_of_range"]), "--quiet"],
         "do not fit the model output", out=tmp / "o_range2")
+    add("export_validation_fails", "files-left", ["export", str(f["nan_weights"]), "-o", str(tmp / "o_nan")],
+        "did not validate", out=tmp / "o_nan")
     add("export_max_drop_without_int8", "files-left", ["export", str(good), "-o", str(tmp / "o_drop"),
                                                        "--max-accuracy-drop", "1"], "--quantize int8",
         out=tmp / "o_drop")
