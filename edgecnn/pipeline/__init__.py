@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edgecnn.errors import CheckpointError, InputFileError
+from edgecnn import signals
 from edgecnn.pipeline import stages as S
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
@@ -147,18 +148,19 @@ def compress(
                       trust_model=trust_model, command=command, on_stage=on_stage)
         failed = False
         return result
-    except (KeyboardInterrupt, SystemExit):
-        if (outdir / CHECKPOINT_DIR / Checkpoint.STATE).is_file():
-            failed = False  # the checkpoint stays: --resume continues from the last finished stage
-        else:
+    except BaseException as exc:
+        from edgecnn.signals import interrupted
+
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or interrupted():  # Ctrl-C, even if a library hid it
+            if (outdir / CHECKPOINT_DIR / Checkpoint.STATE).is_file():
+                failed = False  # the checkpoint stays: --resume continues from the last finished stage
+            else:
+                guard.remove_new(keep=(LOCK_NAME,))
+        elif isinstance(exc, CheckpointError):
+            failed = False  # a checkpoint edgecnn cannot trust is left as it is; the message says how to start afresh
+        else:  # every other failure, edgecnn's or not: remove what this run created
+            Checkpoint(outdir, key="").clear()
             guard.remove_new(keep=(LOCK_NAME,))
-        raise
-    except CheckpointError:
-        failed = False  # a checkpoint edgecnn cannot trust is left as it is; the message says how to start afresh
-        raise
-    except BaseException:  # every other failure, edgecnn's or not: remove what this run created
-        Checkpoint(outdir, key="").clear()
-        guard.remove_new(keep=(LOCK_NAME,))
         raise
     finally:
         lock.release()
@@ -246,6 +248,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             ctx.state["budget_failure"] = budget_failure
             record.status = "failed"
         record.seconds = round(time.perf_counter() - t0, 3)
+        signals.check()  # a Ctrl-C that a library swallowed mid-stage: this stage is not checkpointed
         if record not in ctx.stages:
             ctx.stages.append(record)
         finished.append(stage_name)
