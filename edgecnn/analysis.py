@@ -196,6 +196,79 @@ def analyze(model: Any) -> ModelStats:
                       trainable=sum(int(prod(w.shape)) for w in model.trainable_weights))
 
 
+def _elements(shape: Any, fill: int) -> int:
+    return prod(fill if d is None else int(d) for d in tuple(shape)[1:])
+
+
+def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
+    """(name, elements) of the largest input or layer output of one sample, from static shapes only (unknown
+    dimensions count as ``fill``, the size a probe input gives them). Nothing is allocated.
+
+    Example:
+        >>> import tf_keras
+        >>> inp = tf_keras.Input((32, 32, 3), name="image")
+        >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(8, 3, padding="same", name="c")(inp))
+        >>> largest_tensor(m)
+        ('c', 8192)
+    """
+    from edgecnn.graph import iter_nodes
+    from edgecnn.savedmodel import GraphModel
+
+    best = max(((t.name, _elements(t.shape, fill)) for t in model.inputs), key=lambda kv: kv[1], default=("", 0))
+    if isinstance(model, GraphModel):
+        return best
+    for node in iter_nodes(model):
+        for shape in node.output_shapes:
+            count = _elements(shape, fill)
+            if count > best[1]:
+                best = (node.layer.name, count)
+    return best
+
+
+def fixed_input_shape(model: Any) -> tuple[int, ...]:
+    """The first input's shape without the batch axis, every dimension known.
+
+    Raises:
+        ShapeMismatchError: a dimension is unknown (pass ``input_shape`` / ``--input-shape``).
+
+    Example:
+        >>> import tf_keras
+        >>> fixed_input_shape(tf_keras.Sequential([tf_keras.Input((None, None, 3)), tf_keras.layers.Conv2D(2, 3)]))
+        Traceback (most recent call last):
+        ...
+        edgecnn.errors.ShapeMismatchError: the model input has unknown dimensions (None, None, 3): Expected a fixed H,W,C. Received: None; pass --input-shape H,W,C
+    """
+    shape = tuple(model.inputs[0].shape)[1:]
+    if any(d is None for d in shape):
+        raise ShapeMismatchError(f"the model input has unknown dimensions {shape}: Expected a fixed H,W,C. "
+                                 "Received: None; pass --input-shape H,W,C")
+    return tuple(int(d) for d in shape)
+
+
+def check_labels_fit(model: Any, y: Any, *, where: str) -> None:
+    """Class indices must name outputs of a classifier model (labels 0..99 for a 10-class model would make
+    every accuracy 0 and every accuracy budget meaningless). Models that are not (N, classes >= 2) pass.
+
+    Example:
+        >>> import numpy as np, tf_keras
+        >>> m = tf_keras.Sequential([tf_keras.Input((4, 4, 1)), tf_keras.layers.Flatten(), tf_keras.layers.Dense(3)])
+        >>> check_labels_fit(m, np.array([0, 2]), where="d.npz")
+        >>> check_labels_fit(m, np.array([0, 7]), where="d.npz")
+        Traceback (most recent call last):
+        ...
+        edgecnn.errors.DataError: labels of d.npz do not fit the model output: Expected class indices in [0, 2]. Received: values in [0, 7]
+    """
+    from edgecnn.errors import DataError
+
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else ()
+    if y is None or not len(y) or len(shape) != 2 or not shape[1] or shape[1] < 2:
+        return
+    low, high = int(min(y)), int(max(y))
+    if low < 0 or high >= shape[1]:
+        raise DataError(f"labels of {where} do not fit the model output: Expected class indices in "
+                        f"[0, {shape[1] - 1}]. Received: values in [{low}, {high}]")
+
+
 def _summarize(name: str, input_shape: list, rows: list[LayerStats], *, trainable: int) -> ModelStats:
     total_params = sum(r.params for r in rows)
     total_macs = sum(r.macs for r in rows)

@@ -16,6 +16,7 @@ import typer
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.files import check_outdir_path, read_labels
 
 app = typer.Typer(
     add_completion=False,
@@ -111,19 +112,30 @@ def export(
     import warnings
 
     import edgecnn
+    from edgecnn.checks import check_number, check_optional
     from edgecnn.export import export as run_export
+    from edgecnn.export import parse_formats
+    from edgecnn.files import guarded_outdir
     from edgecnn.quantize import QuantMode
 
     QuantMode.parse(quantize)  # fail fast, before loading the model
-    working = edgecnn.load(model, input_shape=input_shape,
-                           custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
-                            calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
-                            name=Path(model).stem, labels=_read_labels(labels), max_accuracy_drop=max_accuracy_drop,
-                            min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
-                            command="edgecnn " + " ".join(sys.argv[1:]))
+    parse_formats(fmt)
+    check_number(calibration_samples, rule="count", name="--calibration-samples")
+    check_number(opset, rule="opset", name="--opset")
+    check_optional(max_accuracy_drop, rule="points", name="--max-accuracy-drop")
+    names = read_labels(labels)
+    check_outdir_path(outdir)
+    command = "edgecnn " + " ".join(sys.argv[1:])
+    with guarded_outdir(outdir, command=command):  # one run per OUTDIR; a failed run leaves nothing there
+        working = edgecnn.load(model, input_shape=input_shape,
+                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = run_export(working, outdir=outdir, formats=fmt, quantize=quantize, data=data, io=io,
+                                calibration_samples=calibration_samples, opset=opset, ort_format=ort_format,
+                                name=Path(model).stem, labels=names, max_accuracy_drop=max_accuracy_drop,
+                                min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
+                                command=command)
     from edgecnn.report import print_export
 
     print_export(report)
@@ -153,28 +165,34 @@ def quantize(
 ) -> None:
     """Quantization-aware training, then an int8 .tflite validated on LiteRT (when post-training int8 loses too much)."""
     import edgecnn
+    from edgecnn.checks import check_number
     from edgecnn.errors import EdgecnnError
+    from edgecnn.files import guarded_outdir
 
     if not qat:
         raise EdgecnnError("edgecnn quantize trains with fake quantization: Expected --qat. Received: no --qat "
                            "(post-training quantization is `edgecnn export --quantize ...`)")
-    working = edgecnn.load(model, input_shape=input_shape,
-                           custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
-    from edgecnn.export import export as run_export
-    from edgecnn.qat import quantize_aware
+    check_number(epochs, rule="epochs", name="--epochs")
+    check_number(batch_size, rule="count", name="--batch-size")
+    check_number(learning_rate, rule="positive", name="--learning-rate")
+    check_outdir_path(outdir)
+    command = "edgecnn " + " ".join(sys.argv[1:])
+    with guarded_outdir(outdir, command=command):
+        working = edgecnn.load(model, input_shape=input_shape,
+                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+        from edgecnn.analysis import fixed_input_shape
+        from edgecnn.data import split_data
+        from edgecnn.export import export as run_export
+        from edgecnn.qat import quantize_aware
 
-    from edgecnn.data import split_data
-
-    shape = tuple(int(d) for d in working.inputs[0].shape[1:])
-    heldout = split_data(data, input_shape=shape)
-    train, test = heldout.train, heldout.test
-    if train.y is None:
-        raise EdgecnnError(f"--qat fine-tunes on labels: Expected labelled --data. Received: {data} without labels")
-    result = quantize_aware(working, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, x_val=test.x, y_val=test.y, io=io)
-    report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=heldout, io=io,
-                        name=Path(model).stem + "_qat", prebuilt={"tflite": result.tflite},
-                        command="edgecnn " + " ".join(sys.argv[1:]))
+        heldout = split_data(data, input_shape=fixed_input_shape(working))
+        train, test = heldout.train, heldout.test
+        if train.y is None:
+            raise EdgecnnError(f"--qat fine-tunes on labels: Expected labelled --data. Received: {data} without labels")
+        result = quantize_aware(working, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, x_val=test.x, y_val=test.y, io=io)
+        report = run_export(working, outdir=outdir, formats="tflite", quantize="int8", data=heldout, io=io,
+                            name=Path(model).stem + "_qat", prebuilt={"tflite": result.tflite}, command=command)
     from edgecnn.report import print_export
 
     print_export(report)
@@ -222,7 +240,7 @@ def compress(
         result = run_compress(model, outdir=outdir, data=data, recipe=recipe, target=target,
                               max_accuracy_drop=max_accuracy_drop, latency_budget_ms=latency_budget_ms,
                               runtime_profile=runtime_profile, epochs=epochs, seed=seed, resume=resume, force=force,
-                              quiet=not show, labels=_read_labels(labels), input_shape=input_shape,
+                              quiet=not show, labels=read_labels(labels), input_shape=input_shape,
                               min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None)
@@ -291,7 +309,19 @@ def bench(
     from edgecnn.bench.gate import load_baseline
     from edgecnn.bench.targets import check_runtimes
 
+    from edgecnn.bench.gate import check_max_regression
+    from edgecnn.checks import check_number, check_optional
+    from edgecnn.files import check_output_file
+
     check_runtimes(runtime)  # fail fast, before loading models
+    check_number(batch_size, rule="count", name="--batch-size")
+    check_optional(runs, rule="count", name="--runs")
+    check_optional(warmup, rule="non_negative_int", name="--warmup")
+    check_optional(budget_s, rule="positive", name="--budget-s")
+    check_max_regression(max_regression)
+    outputs = {"--json": json_out, "--markdown": markdown, "--html": html, "--junit": junit}
+    for flag, path in outputs.items():
+        check_output_file(path, flag=flag)
     base = load_baseline(baseline) if baseline is not None else None
     report = run_bench(models, runtimes=runtime, threads=threads, data=data, batch_size=batch_size, runs=runs,
                        warmup=warmup, budget_s=budget_s, profile=profile, per_layer=per_layer, progress=not quiet,
@@ -302,14 +332,20 @@ def bench(
     if failed:
         raise EdgecnnError("; ".join(f"{r.model} on {r.runtime}: {r.status}: {r.reason}" for r in failed))
     gate = compare_to_baseline(report, base, max_regression_pct=max_regression) if base is not None else None
-    for path, write in ((json_out, report.to_json), (markdown, report.to_markdown), (html, report.to_html)):
-        if path is not None:
-            write(path)
-            typer.echo(f"wrote {path}")
-    if gate is not None:
-        if junit is not None:
+    new = [Path(p) for p in outputs.values() if p is not None and not Path(p).exists()]
+    try:  # all outputs or none: a failure while writing one removes those this run wrote
+        for path, write in ((json_out, report.to_json), (markdown, report.to_markdown), (html, report.to_html)):
+            if path is not None:
+                write(path)
+                typer.echo(f"wrote {path}")
+        if gate is not None and junit is not None:
             write_junit(gate, junit)
             typer.echo(f"wrote {junit}")
+    except BaseException:
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
+    if gate is not None:
         typer.echo(gate.message, err=not gate.ok)
         if not gate.ok:
             raise typer.Exit(1)
@@ -343,8 +379,15 @@ def prune(
     Exit codes: 0 done, 1 written but the held-out accuracy missed --max-accuracy-drop (the message says what to
     try), 2 bad input.
     """
+    from edgecnn.checks import check_number
+    from edgecnn.files import check_output_file
     from edgecnn.prune.cli import run_prune
 
+    for value, rule, flag in ((round_to, "count", "--round-to"), (epochs, "epochs", "--epochs"),
+                              (batch_size, "count", "--batch-size"), (seed, "seed", "--seed"),
+                              (max_accuracy_drop, "points", "--max-accuracy-drop")):
+        check_number(value, rule=rule, name=flag)
+    check_output_file(output, flag="-o", make_parents=True)
     met = run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
                     layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last,
                     data=data, epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
@@ -389,8 +432,18 @@ def rewrite(
     Exit codes: 0 done, 1 written but the held-out accuracy missed --max-accuracy-drop (the message says what to
     try), 2 bad input.
     """
+    from edgecnn.checks import check_number, check_optional
+    from edgecnn.files import check_output_file
     from edgecnn.rewrite.cli import run_rewrite
 
+    for value, rule, flag in ((depth_multiplier, "count", "--depth-multiplier"), (ratio, "energy", "--ratio"),
+                              (epochs, "epochs", "--epochs"), (batch_size, "count", "--batch-size"),
+                              (seed, "seed", "--seed"), (threads, "count", "--threads"), (runs, "count", "--runs"),
+                              (max_accuracy_drop, "points", "--max-accuracy-drop")):
+        check_number(value, rule=rule, name=flag)
+    check_optional(rank, rule="count", name="--rank")
+    check_optional(energy, rule="energy", name="--energy")
+    check_output_file(output, flag="-o", make_parents=True)
     met = run_rewrite(model, output=output, to=to, layers=layers or [], exclude=exclude or [], select=select,
                       depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling,
                       data=data, epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy, runtime=runtime,
@@ -402,46 +455,12 @@ def rewrite(
         raise typer.Exit(1)
 
 
-def _read_labels(path: Optional[Path]) -> Optional[list[str]]:
-    if path is None:
-        return None
-    from edgecnn.errors import InputFileError
-
-    if not path.is_file():
-        raise InputFileError(f"labels file not found: Expected a text file, one label per line. Received: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: runs the app, prints EdgecnnError as one line on stderr and exits 2."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    args = [a for a in args if a != "--debug"]
-    if not debug:
-        import warnings
+    """Entry point: runs the app; every failure becomes one line on stderr and an exit code
+    (:data:`edgecnn.exits.EXIT_CODES`: 2 bad input, 3 a bug, 130 interrupted; never 1 for a crash)."""
+    from edgecnn.exits import run
 
-        warnings.filterwarnings("ignore")
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=args, prog_name="edgecnn", standalone_mode=False)
-    except EdgecnnError as exc:
-        if debug:
-            raise
-        print(f"edgecnn: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("edgecnn: aborted", file=sys.stderr)
-        sys.exit(130)
-    except typer.TyperException as exc:  # usage errors: typer prints them as click does
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        else:
-            print(f"edgecnn: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run(typer.main.get_command(app), list(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

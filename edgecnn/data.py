@@ -299,8 +299,10 @@ def _load_folder(folder: Path, shape: tuple[int, int, int]) -> Dataset:
 def _read_image(path: Path, *, height: int, width: int, channels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from edgecnn.limits import open_image
+
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image = image.convert("L" if channels == 1 else "RGB")
             image = image.resize((width, height), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.float32) / 255.0
@@ -375,6 +377,10 @@ def check_labels(y: np.ndarray, n: int, *, where: str) -> np.ndarray:
             f"Expected y as {n} non-negative integer class indices (shape ({n},)) or one-hot ({n}, K). "
             f"Received: shape {tuple(y.shape)}, dtype {y.dtype} in {where}"
         )
+    if n:
+        from edgecnn.limits import check
+
+        check("label", int(np.max(y)), where=f"{where} y", what="largest label")  # before bincount sizes by it
     return y.astype(np.int64)
 
 

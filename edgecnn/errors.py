@@ -55,3 +55,22 @@ class DataError(EdgecnnError):
 
 class ValidationError(EdgecnnError):
     """An exported artifact does not reproduce the Keras model on its runtime (all mismatches in one message)."""
+
+
+class LimitError(EdgecnnError):
+    """An input exceeds one of edgecnn's reading caps (:mod:`edgecnn.limits`); the message names the variable
+    that raises the cap."""
+
+
+class CheckpointError(EdgecnnError):
+    """A compress checkpoint (``OUTDIR/.edgecnn``) that edgecnn cannot trust: a file outside it, a link, a file
+    changed since it was recorded, or a malformed state."""
+
+
+class OutputError(EdgecnnError):
+    """An output location that cannot be written (read-only, full, missing folder, permission, a file in the
+    way); the message names the path."""
+
+
+class LockedError(EdgecnnError):
+    """Another edgecnn process holds the output folder's lock."""

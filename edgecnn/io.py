@@ -71,8 +71,32 @@ def _parse_shape(shape: Any) -> tuple[int, ...] | None:
     return shape
 
 
+def _config_object(config: Any, where: str) -> dict:
+    """A stored architecture must be a JSON object naming its class (Keras 2.0 Sequential: ``config`` a list)."""
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        got = f"a JSON {type(config).__name__}" if not isinstance(config, dict) else \
+            f"an object with keys {', '.join(sorted(map(str, config))[:5]) or 'none'}"
+        raise InputFileError(f"{where} is not a Keras model architecture: Expected a JSON object with a "
+                             f"'class_name'. Received: {got}")
+    return config
+
+
+def _text(value: Any, where: str) -> bytes:
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "SUO":
+        value = value.item()
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value)
+    raise InputFileError(f"{where} is not text: Expected a JSON string. Received: {type(value).__name__}")
+
+
 def _read_h5_header(path: Path) -> tuple[dict, str]:
     import h5py
+
+    from edgecnn.limits import parse_json
 
     try:
         with h5py.File(path, "r") as f:
@@ -90,21 +114,31 @@ def _read_h5_header(path: Path) -> tuple[dict, str]:
                 "Received: a weights file (build the model in code, call load_weights, then pass the model)"
             )
         raise InputFileError(f"{path} is an HDF5 file but not a Keras model: it has no 'model_config'")
-    raw = raw.decode() if isinstance(raw, bytes) else raw
-    version = version.decode() if isinstance(version, bytes) else str(version)
-    return json.loads(raw), version
+    where = f"{path} model_config"
+    config = _config_object(parse_json(_text(raw, where), where=where), where)
+    try:
+        version = _text(version, f"{path} keras_version").decode("utf-8", "replace")
+    except InputFileError:
+        version = ""
+    return config, version
 
 
 def _read_keras_header(path: Path) -> tuple[dict, str]:
+    from edgecnn.limits import parse_json, read_zip_member
+
+    where = str(path)
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+            config = parse_json(read_zip_member(z, "config.json", where=where), where=f"{path} config.json")
+            meta = {}
+            if "metadata.json" in z.namelist():
+                meta = parse_json(read_zip_member(z, "metadata.json", where=where), where=f"{path} metadata.json")
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise InputFileError(
             f"{path} is not a valid .keras archive (truncated, corrupt or not a model): {exc}".splitlines()[0]
         ) from exc
-    return config, str(meta.get("keras_version", ""))
+    config = _config_object(config, f"{path} config.json")
+    return config, str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
 
 
 def _check_path(path: Path) -> None:
@@ -183,8 +217,11 @@ def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | Non
         except Exception as exc:
             raise InputFileError(f"{path}: keras_metadata.pb is corrupt: {first_line(exc, 240)}") from exc
         objects = load_custom_objects(custom_objects)
+        from edgecnn.limits import parse_json
+
         for node in proto.nodes:
-            scan_config(json.loads(node.metadata or "{}"), trust_model=trust_model, custom_names=objects.names)
+            scan_config(parse_json(node.metadata or "{}", where=f"{meta} node {node.node_id}"),
+                        trust_model=trust_model, custom_names=objects.names)
         tfk_custom = objects.tf_keras
         try:
             model = _load_tf_keras(path, trust_model=trust_model, custom=tfk_custom)
@@ -268,11 +305,22 @@ def load(
             if shape is None:
                 raise
             raise ShapeMismatchError(f"the model cannot take --input-shape {shape}: {exc}") from exc
+        _check_probe(working)  # before anything runs the model on a probe input
         diff = check_same_outputs(model, working) if shape is None else None
     if require_image_input:
         _require_image_input(working)
     _INFO[working] = LoadInfo(info.source, info.format, info.written_by, info.translated, diff)
     return working
+
+
+def _check_probe(model: Any) -> None:
+    """Refuse, from the static shapes alone, a model whose probe input or largest activation (one sample) is
+    over the ``probe_elements`` cap: running it would allocate that much memory."""
+    from edgecnn.analysis import largest_tensor
+    from edgecnn.limits import check
+
+    name, elements = largest_tensor(model)
+    check("probe_elements", elements, where=f"model '{model.name}'", what=f"tensor '{name}' (one sample): elements")
 
 
 def _require_image_input(model: Any) -> None:
@@ -334,17 +382,22 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() not in _MODEL_SUFFIXES:
         raise InputFileError(f"cannot save as {path.name}: Expected a .h5 or .keras path. Received: {path}")
-    from edgecnn.files import atomic_path
+    from edgecnn.files import OutputGuard, atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if _is_tf_keras(model) and path.suffix.lower() != ".keras":
-            model.save(str(tmp), save_format="h5", include_optimizer=False)
-            _make_h5_portable(tmp)
-        elif _is_tf_keras(model):
-            _save_keras3(model, tmp)
-        else:
-            _without_optimizer(model).save(str(tmp))
+    guard = OutputGuard(path.parent)
+    guard.mkdir()
+    try:
+        with atomic_path(path) as tmp:
+            if _is_tf_keras(model) and path.suffix.lower() != ".keras":
+                model.save(str(tmp), save_format="h5", include_optimizer=False)
+                _make_h5_portable(tmp)
+            elif _is_tf_keras(model):
+                _save_keras3(model, tmp)
+            else:
+                _without_optimizer(model).save(str(tmp))
+    except BaseException:
+        guard.remove_made_dirs()  # the folders this save made, if it failed (they are empty)
+        raise
     return path
 
 

@@ -23,13 +23,13 @@ from typing import Any, Iterator
 
 from edgecnn.errors import InputFileError, UnsafeModelError
 
-# Serialized names that are data, not classes (tensors, tuples, functions named by string).
-_STRUCTURAL = frozenset(
-    "Functional Sequential Model InputLayer function __keras_tensor__ __tensor__ __numpy__ __bytes__ "
-    "__typespec__ __tuple__ __ellipsis__ __slice__ TensorShape TypeSpec TensorSpec TFOpLambda SlicingOpLambda".split()
-)
+# Serialized names that are data, not classes (tensors, tuples, shapes).
+_DATA = frozenset("__keras_tensor__ __tensor__ __numpy__ __bytes__ __tuple__ __ellipsis__ __slice__ TensorShape".split())
+# Keras' own model and op classes: allowed by name when their module, if any, is Keras' or TensorFlow's.
+_STRUCTURAL = frozenset("Functional Sequential Model InputLayer TypeSpec TensorSpec TFOpLambda SlicingOpLambda".split())
 _CODE = frozenset({"Lambda", "__lambda__"})
 _FRAMEWORK_MODULES = ("keras.src.ops", "keras.ops")
+_KERAS_MODULES = ("keras", "tf_keras")
 _TRUSTED_MODULES = ("keras", "tf_keras", "tensorflow", "builtins")
 
 
@@ -49,8 +49,30 @@ def known_class_names() -> frozenset[str]:
     return frozenset(names - _CODE)
 
 
+@functools.lru_cache(maxsize=1)
+def known_function_names() -> frozenset[str]:
+    """Functions a Keras file may name (``class_name: "function"``): Keras' activations, losses, metrics, ops."""
+    import keras
+    import tf_keras
+
+    names: set[str] = set()
+    for mod in (keras.activations, keras.losses, keras.metrics, keras.ops, tf_keras.activations, tf_keras.losses,
+                tf_keras.metrics):
+        names.update(n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n, None))
+                     and not isinstance(getattr(mod, n, None), type))
+    return frozenset(names - _CODE - {"deserialize", "get", "serialize"})
+
+
 # Training set-up stored beside the architecture; edgecnn loads with compile=False, so it is never deserialized.
 _NOT_LOADED = frozenset({"compile_config", "training_config"})
+
+
+def _name_of(obj: dict) -> str | None:
+    inner = obj.get("config")
+    for candidate in ((inner.get("name") if isinstance(inner, dict) else None), obj.get("name")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
 
 
 def _objects(config: Any, layer: str = "?") -> Iterator[tuple[str, str, dict]]:
@@ -60,24 +82,63 @@ def _objects(config: Any, layer: str = "?") -> Iterator[tuple[str, str, dict]]:
             yield from _objects(item, layer)
     elif isinstance(config, dict):
         if isinstance(config.get("class_name"), str):
-            inner = config.get("config")
-            if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-                layer = inner["name"]
+            layer = _name_of(config) or layer
             yield config["class_name"], layer, config
         for key, value in config.items():
-            if key not in _NOT_LOADED:
+            if key in _NOT_LOADED:
+                continue
+            if key == "layers" and isinstance(value, list):  # an unnamed layer is named by its place
+                for i, item in enumerate(value):
+                    yield from _objects(item, f"#{i} of {layer}" if layer != "?" else f"#{i}")
+            else:
                 yield from _objects(value, layer)
 
 
+def _root(module: Any) -> str | None:
+    return module.split(".")[0] if isinstance(module, str) and module else None
+
+
+def _refuse(layer: str, what: str) -> UnsafeModelError:
+    return UnsafeModelError(
+        f"layer '{layer}' uses {what}, which neither Keras nor your code defines; edgecnn does not import code "
+        "named by a model file. To go on: --custom-objects path/to/module.py (a module that defines or registers "
+        "it), or --trust-model for Lambda code"
+    )
+
+
+def _check_function(obj: dict, layer: str, custom_names: set[str]) -> None:
+    """A function reference: a Keras function named from Keras' own modules (or ``builtins``), or the user's."""
+    name, module = obj.get("config"), obj.get("module")
+    if not isinstance(name, str):
+        raise _refuse(layer, f"a function reference of type {type(name).__name__}")
+    if name in custom_names or name.split(">")[-1] in custom_names:
+        return
+    short = name.split(">")[-1]
+    keras_owned = module is None or module == "builtins" or _root(module) in _KERAS_MODULES
+    if keras_owned and ">" not in name and short in known_function_names():
+        return
+    raise _refuse(layer, f"function '{module + '.' if isinstance(module, str) else ''}{name}'")
+
+
 def scan_config(config: Any, *, trust_model: bool, custom_names: set[str]) -> None:
-    """Refuse Lambda layers (unless ``trust_model``) and classes neither Keras nor the user defines.
+    """Refuse Lambda layers (unless ``trust_model``), classes and functions neither Keras nor the user defines,
+    modules outside Keras and TensorFlow, and registered names Keras does not know.
 
     Raises:
         UnsafeModelError: naming the layer and the two ways forward.
+
+    Example:
+        >>> evil = {"class_name": "Dense", "config": {"name": "d", "activation": {
+        ...     "module": "os", "class_name": "function", "config": "system", "registered_name": "function"}}}
+        >>> scan_config(evil, trust_model=False, custom_names=set())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        edgecnn.errors.UnsafeModelError: layer 'd' uses function 'os.system', which neither Keras nor your code ...
     """
     known = known_class_names()
     for class_name, layer, obj in _objects(config):
         registered = obj.get("registered_name")
+        module = obj.get("module")
         if class_name in _CODE:
             if trust_model or class_name in custom_names:
                 continue
@@ -86,20 +147,30 @@ def scan_config(config: Any, *, trust_model: bool, custom_names: set[str]) -> No
                 "loads, so edgecnn refuses it by default. To go on: --trust-model (run the code stored in the "
                 "file) or --custom-objects path/to/module.py (your own code for it)"
             )
-        if class_name in _STRUCTURAL or str(obj.get("module", "")).startswith(_FRAMEWORK_MODULES):
+        if class_name in _DATA:
             continue
+        if class_name == "function":
+            _check_function(obj, layer, custom_names)
+            continue
+        if class_name == "__typespec__":
+            spec = obj.get("spec_name")
+            if _root(module) in ("tensorflow", *_KERAS_MODULES) and isinstance(spec, str) and spec.isidentifier():
+                continue
+            raise _refuse(layer, f"type spec '{module}.{spec}'")
         if class_name in custom_names or (isinstance(registered, str) and registered in custom_names):
             continue
-        module = obj.get("module")
-        foreign = isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES
-        if class_name in known and not foreign and (registered in (None, class_name) or str(registered).startswith("keras")):
+        if module is not None and not isinstance(module, str):
+            raise _refuse(layer, f"class '{class_name}' from a module of type {type(module).__name__}")
+        if isinstance(module, str) and module.startswith(_FRAMEWORK_MODULES) and registered in (None, class_name):
             continue
-        qualified = f"{module}.{class_name}" if foreign else registered or class_name
-        raise UnsafeModelError(
-            f"layer '{layer}' uses class '{qualified}', which neither Keras nor your code "
-            "defines; edgecnn does not import code named by a model file. To go on: --custom-objects "
-            "path/to/module.py (a module that defines or registers it), or --trust-model for Lambda code"
-        )
+        foreign = module is not None and _root(module) not in _TRUSTED_MODULES
+        if foreign:
+            raise _refuse(layer, f"class '{module}.{class_name}'")
+        if registered not in (None, class_name):
+            raise _refuse(layer, f"class '{class_name}' registered as {registered!r}")
+        if class_name in known or class_name in _STRUCTURAL:
+            continue
+        raise _refuse(layer, f"class '{class_name}'")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -79,25 +80,70 @@ class GateResult:
 
 
 def load_baseline(baseline: Any) -> dict:
-    """A baseline JSON path (or already-parsed dict) -> dict. Raises InputFileError when malformed."""
+    """A baseline JSON path (or already-parsed dict) -> dict, every figure the gate reads checked.
+
+    A gate must fail closed: a figure that is NaN, infinite, zero, negative or not a number, or a field of
+    the wrong type, makes the baseline malformed (InputFileError, exit 2), never a pass.
+
+    Raises:
+        InputFileError: missing, not JSON, over the size/depth caps, or malformed.
+
+    Example:
+        >>> row = {"model": "m", "runtime": "litert", "threads": 1, "ratio_to_reference": float("nan")}
+        >>> load_baseline({"results": [row]})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        edgecnn.errors.InputFileError: malformed baseline: results[0] (m on litert) ratio_to_reference: Expected a finite number > 0. Received: nan
+    """
     if isinstance(baseline, dict):
         data = baseline
     else:
+        from edgecnn.limits import check_text_size, parse_json
+
         path = Path(baseline)
         if not path.is_file():
             raise InputFileError(f"baseline not found: Expected a bench JSON file. Received: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputFileError(f"baseline {path.name} is not JSON: Expected `edgecnn bench --json` output. "
-                                 f"Received: {exc.msg if hasattr(exc, 'msg') else exc} ") from None
+        with open(path, "rb") as f:
+            raw = f.read(64 * 2**20 + 1)
+        check_text_size(raw, where=f"baseline {path}")
+        data = parse_json(raw, where=f"baseline {path}", what="JSON (`edgecnn bench --json` output)")
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, list) or not all(isinstance(r, dict) and {"model", "runtime", "threads"} <= set(r)
                                                   for r in results):
         raise InputFileError("malformed baseline: Expected `edgecnn bench --json` output with results[] of "
-                             "model/runtime/threads. Received: " + (", ".join(sorted(data))[:100]
+                             "model/runtime/threads. Received: " + (", ".join(sorted(map(str, data)))[:100]
                                                                     if isinstance(data, dict) else type(data).__name__))
+    settings = data.get("settings")
+    if settings is not None and not (isinstance(settings, dict) and isinstance(settings.get("reference"), (str, type(None)))):
+        raise InputFileError(f"malformed baseline: settings: Expected an object with a reference name. Received: "
+                             f"{str(settings)[:80]}")
+    for i, row in enumerate(results):
+        _check_row(i, row)
     return data
+
+
+# The figures the gate divides by: each must be a finite number > 0 in a row that says it measured ("ok").
+GATE_FIGURES = ("ratio_to_reference", "median_ms")
+
+
+def _check_row(i: int, row: dict) -> None:
+    from edgecnn.checks import RULES
+
+    where = f"results[{i}]"
+    for key, kinds in (("model", str), ("runtime", str), ("status", str), ("source", str), ("source_sha256", str)):
+        if key in row and row[key] is not None and not isinstance(row[key], kinds):
+            raise InputFileError(f"malformed baseline: {where} {key}: Expected a string. Received: {row[key]!r}")
+    where = f"{where} ({row['model']} on {row['runtime']})"
+    if not RULES["count"].accepts(row["threads"]):
+        raise InputFileError(f"malformed baseline: {where} threads: Expected an integer >= 1. "
+                             f"Received: {row['threads']!r}")
+    if row.get("status", "ok") != "ok":
+        return
+    for key in GATE_FIGURES:
+        value = row.get(key)
+        if value is not None and not RULES["positive"].accepts(value):
+            raise InputFileError(f"malformed baseline: {where} {key}: Expected {RULES['positive'].describe()}. "
+                                 f"Received: {value!r}")
 
 
 def check_model_set(baseline: dict, models: list[str]) -> None:
@@ -124,8 +170,7 @@ def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: 
         InputFileError: the baseline is missing or malformed, measured other models (a different model set),
             another reference model, or nothing in it can be compared with this run.
     """
-    if max_regression_pct < 0:
-        raise InputFileError(f"bad --max-regression: Expected a percentage >= 0. Received: {max_regression_pct}")
+    check_max_regression(max_regression_pct)
     base = load_baseline(baseline_json)
     check_model_set(base, [r.model for r in report.results])
     ref_now = (report.settings or {}).get("reference")
@@ -152,6 +197,10 @@ def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: 
             base_ratio, method, base_ms = float(b["ratio_to_reference"]), "reference model", b.get("median_ms")
         else:
             continue
+        if not (math.isfinite(r.ratio_to_reference) and r.ratio_to_reference > 0 and math.isfinite(base_ratio)
+                and base_ratio > 0):  # the gate fails closed: a figure it cannot trust is never a pass
+            raise InputFileError(f"the gate cannot compare {r.model} on {r.runtime}: Expected finite ratios > 0. "
+                                 f"Received: baseline {base_ratio!r}, now {r.ratio_to_reference!r}")
         change = 100.0 * (r.ratio_to_reference / base_ratio - 1.0)
         comparisons.append(Comparison(r.model, r.runtime, r.threads, base_ratio, r.ratio_to_reference, base_ms,
                                       r.median_ms, round(change, 2), change > max_regression_pct, method))
@@ -160,6 +209,21 @@ def compare_to_baseline(report: Any, baseline_json: Any, *, max_regression_pct: 
                              f"{', '.join(sorted(r.key for r in report.ok)) or 'none'}. Received: "
                              f"{', '.join(sorted('|'.join(map(str, k)) for k in by_key)) or 'none'}")
     return GateResult([c for c in comparisons if c.regressed], comparisons, float(max_regression_pct))
+
+
+def check_max_regression(value: Any) -> float:
+    """``--max-regression``: a finite percentage >= 0 (NaN would make every comparison pass).
+
+    >>> check_max_regression(float("nan"))
+    Traceback (most recent call last):
+    ...
+    edgecnn.errors.InputFileError: bad --max-regression: Expected a finite number >= 0. Received: nan
+    """
+    from edgecnn.checks import RULES
+
+    if not RULES["percent"].accepts(value):
+        raise InputFileError(f"bad --max-regression: Expected {RULES['percent'].describe()}. Received: {value!r}")
+    return float(value)
 
 
 def junit_xml(gate: GateResult) -> str:

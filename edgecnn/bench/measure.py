@@ -114,6 +114,10 @@ def bench(
     instances = int(instances)
     if runs < 1 or warmup < 0:
         raise EdgecnnError(f"bad runs/warmup: Expected runs >= 1 and warmup >= 0. Received: {runs}, {warmup}")
+    if budget_s is not None:
+        from edgecnn.checks import check_number
+
+        check_number(budget_s, rule="positive", name="budget_s (--budget-s)")
     say = _sayer(progress)
     targets = resolve(models)
     if against is not None:

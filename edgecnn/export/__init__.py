@@ -205,6 +205,7 @@ def export(
     """
     names = parse_formats(formats)
     mode = QuantMode.parse(quantize)
+    _check_counts(calibration_samples=calibration_samples, validation_samples=validation_samples, opset=opset)
     for n in names:
         if io not in FORMATS[n].io_types:
             raise EdgecnnError(
@@ -271,6 +272,7 @@ def export(
     std = list(input_std) if input_std is not None else [255.0] * channels
     if labels is None and val_set is not None and val_set.class_names:
         labels = list(val_set.class_names)
+    _check_label_range(y_val, reference, source)
     if labels is not None and reference[0].ndim == 2 and len(labels) != reference[0].shape[1]:
         raise EdgecnnError(
             f"labels do not fit the model output: Expected {reference[0].shape[1]} labels. Received: {len(labels)}"
@@ -315,10 +317,8 @@ def export(
             continue
         staged.append((final, fmt_name, data_bytes, validation))
         if fmt_name == "onnx" and ort_format:
-            with _quiet(quiet), tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as tmp:
-                onnx_tmp = Path(tmp) / final.name
-                onnx_tmp.write_bytes(data_bytes)
-                ort_bytes = _ort_bytes(onnx_tmp)
+            with _quiet(quiet):
+                ort_bytes = _ort_bytes(data_bytes, final.name)
             ort_path = final.with_suffix(".ort")
             ort_val = _validate(ORT_FORMAT, ort_bytes, ort_path, x_val, y_val, reference, tolerance=tolerance,
                                 compare=compare, inputs=report.data["source"])
@@ -331,12 +331,48 @@ def export(
             outdir.rmdir()
         raise ValidationError(f"export did not validate ({tolerance.mode} tolerance): " + " | ".join(problems))
     for final, fmt_name, data_bytes, validation in staged:
-        write_atomic(final, data_bytes)
         report.artifacts.append(_artifact(final, fmt_name, mode, io, data_bytes, validation))
-    _write_manifest(outdir, report)
-    _write_bundle(outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
-                  source=str(getattr(model, "name", stem)), command=command)
+    _write_all(outdir, [(final, data_bytes) for final, _, data_bytes, _ in staged],
+               lambda: (_write_manifest(outdir, report), _write_bundle(
+                   outdir, report, stem=stem, shape=shape, mean=mean, std=std, labels=labels,
+                   source=str(getattr(model, "name", stem)), command=command)))
     return report
+
+
+def _write_all(outdir: Path, pending: list[tuple[Path, bytes]], then: Callable[[], Any]) -> None:
+    """Write the artifacts, then export.json and the bundle; if any write fails (a full disk), remove the
+    files this call created, so no artifact is left without its export.json."""
+    names = ("export.json", "labels.txt", "MODEL_CARD.md")
+    new = [p for p, _ in pending if not p.exists()] + [outdir / n for n in names if not (outdir / n).exists()]
+    try:
+        for path, data in pending:
+            write_atomic(path, data)
+        then()
+    except BaseException:
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _check_counts(*, calibration_samples: Any, validation_samples: Any, opset: Any) -> None:
+    from edgecnn.checks import check_number, check_optional
+
+    check_number(calibration_samples, rule="count", name="calibration_samples (--calibration-samples)")
+    check_optional(validation_samples, rule="count", name="validation_samples")
+    check_number(opset, rule="opset", name="opset (--opset)")
+
+
+def _check_label_range(y: Any, reference: list, source: str) -> None:
+    """Labels the model's classes cannot produce would make every accuracy 0 and every budget pass."""
+    if y is None or not len(y) or reference[0].ndim != 2 or reference[0].shape[1] < 2:
+        return
+    classes = int(reference[0].shape[1])
+    low, high = int(np.min(y)), int(np.max(y))
+    if low < 0 or high >= classes:
+        from edgecnn.errors import DataError
+
+        raise DataError(f"labels of {source} do not fit the model output: Expected class indices in "
+                        f"[0, {classes - 1}]. Received: values in [{low}, {high}]")
 
 
 ORT_FORMAT = ExportFormat("ort", ".ort", "onnxruntime", _onnx, ("float",))
@@ -347,11 +383,15 @@ def _artifact(path: Path, fmt: str, mode: QuantMode, io: str, data: bytes, valid
                     sha256=hashlib.sha256(data).hexdigest(), io=io, validation=validation.as_dict())
 
 
-def _ort_bytes(onnx_path: Path) -> bytes:
+def _ort_bytes(onnx_bytes: bytes, name: str) -> bytes:
     from edgecnn.export.onnx import to_ort_format
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-ort-") as tmp:
-        return to_ort_format(onnx_path, Path(tmp)).read_bytes()
+        onnx_path = Path(tmp) / name
+        onnx_path.write_bytes(onnx_bytes)
+        out = Path(tmp) / "ort"
+        out.mkdir()
+        return to_ort_format(onnx_path, out).read_bytes()
 
 
 def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any, reference: list, *,
@@ -359,11 +399,20 @@ def _validate(fmt: ExportFormat, data: bytes, final: Path, x: np.ndarray, y: Any
     """Write ``data`` to a temporary file beside ``final``, run it on its runtime, compare, delete the temp."""
     from edgecnn.runtimes import RUNTIMES
 
-    tmp_dir = final.parent if final.parent.is_dir() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix, dir=tmp_dir)
+    from edgecnn.errors import OutputError
+    from edgecnn.files import os_error_message
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix,
+                                   dir=final.parent if final.parent.is_dir() else None)
+    except OSError as exc:
+        raise OutputError(os_error_message(exc, final)) from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:  # a full disk: name the artifact, in one line
+            raise OutputError(os_error_message(exc, final)) from exc
         try:
             session = RUNTIMES[fmt.runtime].load(tmp, threads=1)
             got = session.run(x)

@@ -95,8 +95,11 @@ def _interpreter(data: bytes) -> Any:
 
 def _litert_prepare_error(data: bytes) -> str | None:
     """The one-line error of ``allocate_tensors``, or None when the model loads."""
+    from edgecnn._tf import muted
+
     try:
-        _interpreter(data).allocate_tensors()
+        with muted(2):  # the one-line error below says what LiteRT printed
+            _interpreter(data).allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         return " ".join(str(exc).split())
     return None

@@ -12,13 +12,13 @@ Example:
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from edgecnn.errors import EdgecnnError, InputFileError, ValidationError
+from edgecnn.errors import CheckpointError, InputFileError, ValidationError
+from edgecnn import signals
 from edgecnn.pipeline import stages as S
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
@@ -162,19 +162,13 @@ def compress(
     Raises:
         EdgecnnError: bad input (model, data, recipe, outdir), one line.
     """
-    import edgecnn
-    from edgecnn.data import split_data
-
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
                  "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed,
                  "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db}
-    rec = load_recipe(recipe, overrides=overrides)
-    if rec["runtime_profile"]:
-        from edgecnn.profiles import PROFILES
+    rec = load_recipe(recipe, overrides=overrides)  # every option type- and range-checked before heavy work
+    from edgecnn.export.validate import TOLERANCES
 
-        if rec["runtime_profile"] not in PROFILES:
-            raise EdgecnnError(f"unknown runtime profile {rec['runtime_profile']!r}: Expected one of "
-                               f"{', '.join(PROFILES)}. Received: {rec['runtime_profile']!r}")
+    TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
     source, name, sha = _source(model)
     if outdir is None:
         base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()
@@ -183,24 +177,74 @@ def compress(
     if isinstance(model, (str, Path)) and outdir.resolve() == Path(model).resolve():
         raise InputFileError(f"output folder is the input: Expected another folder. Received: {outdir}")
     _check_outdir(outdir, force=force)
-    working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
-    from edgecnn.export.validate import TOLERANCES, check_finite_weights
+    from edgecnn.files import OutputGuard
+    from edgecnn.lock import LOCK_NAME, OutdirLock
 
+    guard = OutputGuard(outdir)
+    guard.mkdir()
+    lock = OutdirLock(outdir, command=command or f"edgecnn.compress({source})")
+    try:
+        lock.acquire()  # a second run on this OUTDIR stops here, at once, naming the first
+    except BaseException:
+        guard.remove_made_dirs()
+        raise
+    failed = True
+    try:
+        result = _run(model, rec=rec, source=source, name=name, sha=sha, outdir=outdir, data=data, resume=resume,
+                      quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
+                      trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train)
+        failed = False
+        return result
+    except BaseException as exc:
+        from edgecnn.signals import interrupted
+
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or interrupted():  # Ctrl-C, even if a library hid it
+            if (outdir / CHECKPOINT_DIR / Checkpoint.STATE).is_file():
+                failed = False  # the checkpoint stays: --resume continues from the last finished stage
+            else:
+                guard.remove_new(keep=(LOCK_NAME,))
+        elif isinstance(exc, CheckpointError):
+            failed = False  # a checkpoint edgecnn cannot trust is left as it is; the message says how to start afresh
+        else:  # every other failure, edgecnn's or not: remove what this run created
+            Checkpoint(outdir, key="").clear()
+            guard.remove_new(keep=(LOCK_NAME,))
+        raise
+    finally:
+        lock.release()
+        if failed:
+            guard.remove_made_dirs()
+
+
+def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Path, data: Optional[str], resume: bool,
+         quiet: bool, labels: Optional[list[str]], input_shape: Any, custom_objects: Optional[str], trust_model: bool,
+         command: str, on_stage: Optional[Callable[[str, str], None]], eval_on_train: bool = False) -> CompressReport:
+    """The stages over one context, in a locked OUTDIR that exists."""
+    import edgecnn
+    from edgecnn import __version__
+    from edgecnn.analysis import check_labels_fit, fixed_input_shape
+    from edgecnn.data import split_data
+    from edgecnn.export.validate import check_finite_weights
+
+    def checkpoint(data_key: str) -> tuple[str, Checkpoint, Optional[dict]]:
+        key = "-".join([sha[:16], recipe_hash(rec), data_key, str(rec["seed"]), __version__])
+        ck = Checkpoint(outdir, key=key)
+        return key, ck, (ck.load() if resume else None)  # an untrusted checkpoint is refused here
+
+    by_spec = data is None or isinstance(data, (str, Path))
+    if by_spec:  # checked before anything heavy runs
+        key, ck, saved = checkpoint(str(data))
+    working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
     check_finite_weights(working)
-    TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
-    shape = tuple(int(d) for d in working.inputs[0].shape[1:])
+    shape = fixed_input_shape(working)
     heldout = None
     if data is not None:
         heldout = split_data(data, input_shape=shape, seed=int(rec["seed"]), eval_on_train=eval_on_train)
+        for part in (heldout.train, heldout.test):
+            check_labels_fit(working, part.y, where=str(heldout.source))
         labels = labels or (list(heldout.class_names) if heldout.class_names else None)
     working, bn_info = _repair(working, heldout)
-    from edgecnn import __version__
-
-    key = "-".join([sha[:16], recipe_hash(rec), _data_key(data, heldout), str(rec["seed"]), __version__])
-    created = not outdir.exists()
-    outdir.mkdir(parents=True, exist_ok=True)
-    ck = Checkpoint(outdir, key=key)
-    saved = ck.load() if resume else None
+    if not by_spec:  # arrays: keyed on a hash of the split's samples
+        key, ck, saved = checkpoint(_data_key(data, heldout))
     ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
                   data_spec=None if data is None else (str(data) if isinstance(data, (str, Path)) else heldout.source),
                   key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
@@ -217,7 +261,7 @@ def compress(
     if saved is not None:
         ctx.restore(saved["ctx"])
         finished, attempt = list(saved["finished"]), int(saved["attempt"])
-        if ck.model_path.exists():
+        if ck.model_path is not None:  # verified: inside .edgecnn, with the sha256 recorded when it was written
             ctx.model = edgecnn.load(str(ck.model_path))
         ctx.note(f"resumed after stage '{finished[-1]}'" if finished else "resumed")
     else:
@@ -244,23 +288,20 @@ def compress(
             else:
                 fn(ctx, record)
         except ValidationError as exc:  # an artifact missed its mode's floor: undo a change like a missed budget
-            if attempt < int(rec["plan"]["max_backoff"]) and S.planner.back_off(cands := S._candidates(ctx)):
+            undone = None
+            if attempt < int(rec["plan"]["max_backoff"]):
+                cands = S._candidates(ctx)
+                undone = S.planner.back_off(cands)
                 ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
-                attempt += 1
-                backoffs.append(f"attempt {attempt}: {exc}")
-                ctx.state["backoffs"] = backoffs
-                finished = names[: names.index(RETRY_FROM)]
-                i = names.index(RETRY_FROM)
-                continue
-            ck.clear()
-            if created and outdir.is_dir():
-                shutil.rmtree(outdir, ignore_errors=True)
-            raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
-        except EdgecnnError:  # bad input found by a stage (e.g. a recipe's plan.fixed): nothing to resume from
-            ck.clear()
-            if created and not any(outdir.iterdir()):
-                outdir.rmdir()
-            raise
+            if undone is None:
+                raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
+            attempt += 1
+            backoffs.append(f"attempt {attempt}: {exc}; {undone}")
+            ctx.state["backoffs"] = backoffs
+            finished = names[: names.index(RETRY_FROM)]
+            ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
+            i = names.index(RETRY_FROM)
+            continue
         except S.BudgetExceeded as exc:
             record.seconds = time.perf_counter() - t0
             ctx.stages.append(record)
@@ -284,6 +325,7 @@ def compress(
             ctx.state["budget_failure"] = budget_failure
             record.status = "failed"
         record.seconds = round(time.perf_counter() - t0, 3)
+        signals.check()  # a Ctrl-C that a library swallowed mid-stage: this stage is not checkpointed
         if record not in ctx.stages:
             ctx.stages.append(record)
         finished.append(stage_name)
@@ -306,15 +348,15 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
     t0 = time.perf_counter()
     out = ctx.outdir
     artifacts = []
-    for a in ctx.state["export"]["artifacts"]:
+    for a in ctx.state["export"]["artifacts"]:  # paths inside .edgecnn/staging (checked on --resume)
         src = Path(a["path"])
         dst = out / src.name
-        src.replace(dst)
+        write_atomic(dst, src.read_bytes())  # copied, so the checkpoint stays whole until the run is done
         artifacts.append({**a, "path": str(dst)})
     staging = S.staging(ctx)
     for extra in ("labels.txt", "MODEL_CARD.md", "export.json"):
-        if (staging / extra).exists():
-            (staging / extra).replace(out / extra)
+        if (staging / extra).is_file() and not (staging / extra).is_symlink():
+            write_atomic(out / extra, (staging / extra).read_bytes())
     model_path = out / f"{ctx.name}.compressed.h5"
     edgecnn.save(ctx.model, model_path)
     original_acc = ctx.state["original"]["accuracy"]
@@ -332,5 +374,5 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
                  "THIS_FILE` reproduces the plan\n" + dumps(ran))
     write_atomic(out / "report.json", strict_json(report) + "\n")
     write_atomic(out / "report.html", summary.to_html(report))
-    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    Checkpoint(out, key="").clear()
     return CompressReport(outdir=out, report=report)

@@ -75,6 +75,12 @@ def _check(recipe: Mapping[str, Any], schema: Mapping[str, Any], prefix: str = "
         elif not _same_kind(expected, value):
             raise EdgecnnError(f"recipe option {dotted!r}: Expected a {type(expected).__name__}. "
                                f"Received: {value!r}")
+        elif isinstance(expected, list):
+            item = expected[0] if expected else ""  # the empty lists of the schema (fixed, extra_formats) hold names
+            bad = [v for v in value if not _same_kind(item, v)]
+            if bad:
+                raise EdgecnnError(f"recipe option {dotted!r}: Expected a list of {type(item).__name__}. "
+                                   f"Received: {bad[0]!r}")
 
 
 def _same_kind(expected: Any, value: Any) -> bool:
@@ -96,6 +102,9 @@ def _merge(base: dict, extra: Mapping[str, Any]) -> dict:
 
 
 def _read(source: str) -> tuple[dict, str]:
+    if not isinstance(source, str):
+        raise EdgecnnError(f"recipe: Expected a preset name, a .toml path or TOML text. Received: "
+                           f"{type(source).__name__}")
     if "\n" in source or "=" in source:
         text, where = source, "recipe text"
     elif source in preset_names():
@@ -105,11 +114,98 @@ def _read(source: str) -> tuple[dict, str]:
         if path.suffix != ".toml" or not path.is_file():
             raise EdgecnnError(f"unknown recipe {source!r}: Expected a preset ({', '.join(preset_names())}) or a "
                                f".toml file. Received: {source!r}")
-        text, where = path.read_text(), str(path)
+        text, where = _read_file(path), str(path)
     try:
         return tomllib.loads(text), where
     except tomllib.TOMLDecodeError as exc:
         raise EdgecnnError(f"recipe {where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise EdgecnnError(f"recipe {where} is not valid TOML: Expected tables and values. Received: arrays "
+                           "nested too deeply to read") from None
+
+
+def _read_file(path: Path) -> str:
+    """A recipe file's text: bounded in size, UTF-8, no NUL bytes (a binary file is not a recipe)."""
+    from edgecnn.limits import check_text_size
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_RECIPE_READ)
+    except OSError as exc:
+        raise EdgecnnError(f"recipe {path} cannot be read: {exc.strerror or exc}") from None
+    check_text_size(data, where=f"recipe {path}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise EdgecnnError(f"recipe {path} is not a TOML text file: Expected UTF-8 text. Received: binary data")
+    return text
+
+
+_RECIPE_READ = 64 * 2**20 + 1
+
+
+# Names a recipe may use, by dotted key (checked before any model is loaded).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "io": ("float", "int8", "uint8"),
+    "rewrite.kinds": ("gap-head", "low-rank-dense", "separable", "bottleneck"),
+    "prune.method": ("channels",),
+    "prune.importance": ("l1", "bn", "activation"),
+    "export.formats": ("tflite", "onnx"),
+    "export.extra_formats": ("tflite", "onnx"),
+    "bench.runtimes": ("litert", "onnxruntime"),
+}
+# The range rule (edgecnn.checks.RULES) of every numeric option; lists are checked element by element.
+NUMBERS: dict[str, str] = {
+    "max_accuracy_drop": "points", "latency_budget_ms": "non_negative", "seed": "seed",
+    "rewrite.dense_energy": "energy", "rewrite.min_dense_params": "non_negative_int",
+    "prune.ratios": "ratio", "prune.round_to": "count",
+    "finetune.epochs": "epochs", "finetune.batch_size": "count", "finetune.learning_rate": "positive",
+    "finetune.temperature": "positive", "finetune.alpha": "fraction", "finetune.patience": "non_negative_int",
+    "quantize.calibration_samples": "count",
+    "bench.threads": "count", "bench.runs": "count", "bench.seconds": "positive",
+    "plan.latency_runs": "count", "plan.seconds": "positive", "plan.min_gain": "non_negative",
+    "plan.max_backoff": "non_negative_int", "plan.max_candidates": "count",
+}
+# The command-line flag that sets an option, named in its error.
+FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "latency_budget_ms": "--latency-budget-ms", "seed": "--seed",
+         "finetune.epochs": "--epochs", "target": "--target", "runtime_profile": "--runtime-profile"}
+
+
+def _get(recipe: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = recipe
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def check_values(recipe: Mapping[str, Any]) -> None:
+    """Range-check every numeric option and every name (see :data:`NUMBERS`, :data:`CHOICES`).
+
+    Raises:
+        EdgecnnError: naming the option (and its flag), the rule and the value.
+    """
+    from edgecnn.checks import check_number
+    from edgecnn.profiles import PROFILES
+
+    for dotted, rule in NUMBERS.items():
+        value = _get(recipe, dotted)
+        label = f"recipe option {dotted!r}" + (f" ({FLAGS[dotted]})" if dotted in FLAGS else "")
+        for v in value if isinstance(value, list) else [value]:
+            check_number(v, rule=rule, name=label)
+    for dotted, allowed in CHOICES.items():
+        value = _get(recipe, dotted)
+        for v in value if isinstance(value, list) else [value]:
+            if v not in allowed:
+                raise EdgecnnError(f"recipe option {dotted!r}: Expected one of {', '.join(allowed)}. "
+                                   f"Received: {v!r}")
+    if recipe["target"] not in TARGETS:
+        raise EdgecnnError(f"unknown target {recipe['target']!r}: Expected one of {', '.join(TARGETS)}. "
+                           f"Received: {recipe['target']!r}")
+    if recipe["runtime_profile"] and recipe["runtime_profile"] not in PROFILES:
+        raise EdgecnnError(f"unknown runtime profile {recipe['runtime_profile']!r}: Expected one of "
+                           f"{', '.join(PROFILES)}. Received: {recipe['runtime_profile']!r}")
 
 
 def load_recipe(source: str = "mobile", *, overrides: Optional[Mapping[str, Any]] = None) -> dict:
@@ -117,7 +213,8 @@ def load_recipe(source: str = "mobile", *, overrides: Optional[Mapping[str, Any]
     then ``overrides`` (dotted keys, e.g. ``{"finetune.epochs": 3}``; None values are ignored).
 
     Raises:
-        EdgecnnError: unknown preset or file, invalid TOML, unknown option, wrong value type or target.
+        EdgecnnError: unknown preset or file, invalid TOML, unknown option, wrong value type or target, a
+            number out of range (the same rule as the command line's flags and the Python API's keywords).
     """
     schema = _schema()
     given, _ = _read(source)
@@ -132,11 +229,7 @@ def load_recipe(source: str = "mobile", *, overrides: Optional[Mapping[str, Any]
             nested = {t: nested}
         _check(nested, schema)
         recipe = _merge(recipe, nested)
-    if recipe["target"] not in TARGETS:
-        raise EdgecnnError(f"unknown target {recipe['target']!r}: Expected one of {', '.join(TARGETS)}. "
-                           f"Received: {recipe['target']!r}")
-    if not 0 <= float(recipe["max_accuracy_drop"]) <= 100:
-        raise EdgecnnError(f"max_accuracy_drop is in points: Expected 0..100. Received: {recipe['max_accuracy_drop']}")
+    check_values(recipe)
     return recipe
 
 

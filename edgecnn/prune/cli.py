@@ -1,7 +1,6 @@
 """The body of ``edgecnn prune`` (kept here so that edgecnn/cli.py stays a thin parser)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 

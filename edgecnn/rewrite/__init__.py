@@ -28,7 +28,6 @@ Example:
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np

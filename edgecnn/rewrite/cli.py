@@ -8,7 +8,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 

@@ -33,12 +33,15 @@ class LiteRTSession:
     def __init__(self, path: str | Path | bytes, *, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        from edgecnn._tf import muted
+
         try:
-            if isinstance(path, (bytes, bytearray)):
-                self.interpreter = Interpreter(model_content=bytes(path), num_threads=threads)
-            else:
-                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with muted(2):  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" and its own errors
+                if isinstance(path, (bytes, bytearray)):
+                    self.interpreter = Interpreter(model_content=bytes(path), num_threads=threads)
+                else:
+                    self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             line = first_line(exc)
             raise InputFileError(f"LiteRT cannot load {path if not isinstance(path, bytes) else 'model'}: {line}") from exc
