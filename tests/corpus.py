@@ -550,7 +550,7 @@ def build_cases(tmp: Path, f: dict[str, Path], *, can_mount: bool, no_dac: Optio
                                                        str(f["labels_out_of_range"]), "--quiet"],
         "do not fit the model output", out=tmp / "o_range2")
     add("export_validation_fails", "files-left", ["export", str(f["nan_weights"]), "-o", str(tmp / "o_nan")],
-        "did not validate", out=tmp / "o_nan")
+        "not finite", out=tmp / "o_nan")
     add("export_max_drop_without_int8", "files-left", ["export", str(good), "-o", str(tmp / "o_drop"),
                                                        "--max-accuracy-drop", "1"], "--quantize int8",
         out=tmp / "o_drop")
