@@ -39,10 +39,11 @@ def mse_range(values: np.ndarray, lo: float, hi: float) -> tuple[float, float, f
     """The range ``alpha * (lo, hi)`` (alpha on a grid in [0.2, 1]) whose asymmetric uint8-style quantization
     has the least mean squared error on ``values``; returns (lo', hi', alpha).
 
-    >>> v = np.concatenate([np.random.default_rng(0).normal(0, 1, 10000), [40.0]])
-    >>> lo, hi, alpha = mse_range(v, float(v.min()), float(v.max()))
-    >>> alpha < 0.5   # one outlier at 40 does not set the step for the other 10,000 values
-    True
+    >>> mse_range(np.linspace(0, 1, 101), 0.0, 2.0)   # a range twice as wide as these values: halved
+    (0.0, 1.0, 0.5)
+
+    At 8 bits the rounding error is small, so a range shrinks only where few values sit far out: the search
+    never trades more clipping error for less rounding error.
     """
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo <= 0 or values.size == 0:

@@ -10,8 +10,9 @@ model that expects [-1, 1] but is calibrated on [0, 1) clamps every negative pix
    to ``(255 - mean) / std``;
 4. the first BatchNormalization after the first convolution: its moving mean and variance are what the
    training images produced, so the input's mean and spread follow from the conv's kernel (least squares over
-   the output channels, pixels assumed strongly correlated within a kernel window); the standard range that
-   holds that mean and fits that spread best is taken;
+   the output channels, pixels assumed strongly correlated within a kernel window); of the standard ranges,
+   the one that leaves the least of a normal with that mean and spread outside (weight 2) and whose width
+   fits the spread best (a spread of about 0.3 of the width) is taken;
 5. else [0, 1], edgecnn's convention for image inputs (pixels / 255), said to be an assumption.
 
 Example:
@@ -220,9 +221,13 @@ def _from_first_batchnorm(model: Any, first: Sequence[Any]) -> Optional[InputRan
     sd = float(np.sqrt(max(np.median(moving_var[ok] / gain[ok]), 0.0)))
 
     def cost(r: tuple[float, float]) -> float:
-        width = r[1] - r[0]
-        outside = max(r[0] - mean, mean - r[1], 0.0) / width
-        return 10.0 * outside + abs(np.log(max(sd, 1e-12) / (0.3 * width)))
+        # the share of N(mean, sd) outside the range, and how far the spread is from a typical 0.3 of its width
+        from math import erf, sqrt
+
+        spread = max(sd, 1e-12)
+        below = 0.5 * (1 + erf((r[0] - mean) / (spread * sqrt(2))))
+        above = 0.5 * (1 - erf((r[1] - mean) / (spread * sqrt(2))))
+        return 2.0 * (below + above) + abs(np.log(spread / (0.3 * (r[1] - r[0]))))
 
     lo, hi = min(STANDARD_RANGES, key=cost)
     return InputRange(lo, hi, f"statistics of the first BatchNorm '{bn.name}' after '{conv.name}': inputs with mean "

@@ -168,7 +168,7 @@ def choose(cands: Sequence[Precision], *, floor: float, min_gain: float) -> Opti
     """The fastest candidate with agreement >= ``floor``; ties (within ``min_gain`` of the fastest) go to
     the smallest file, then the highest agreement. None reaching the floor: the most faithful one (agreement,
     then SNR), said so. Sets ``chosen`` and ``reason`` on every candidate."""
-    usable = [c for c in cands if c.data and c.error is None]
+    usable = [c for c in cands if c.size_bytes > 0 and c.error is None]
     if not usable:
         return None
 
