@@ -10,7 +10,8 @@ A batch of inputs is optimized (Adam, from noise) so that
 - a small smoothness prior (total variation) and an L2 prior toward the middle of the range hold.
 
 Inputs stay inside the input range (:mod:`edgecnn.datafree.inputrange`) by projection after each step. The
-result is deterministic for a seed (TensorFlow op determinism on while it runs).
+result is deterministic for a seed on CPU (the noise it starts from and every step are seeded; a test checks
+two runs give the same bytes).
 
 Example:
     >>> import tf_keras

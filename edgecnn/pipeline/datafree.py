@@ -166,11 +166,13 @@ def _explain(ctx: Context, best: Any, summary: dict) -> None:
         ctx.note(f"{best.id} is larger than plain {ctx.target.quantize} conversion ({best.size_bytes:,} vs {plain:,} "
                  f"bytes before metadata) because {best.reason}")
     if best.latency_ms is not None and best.base_ms is not None and \
-            best.latency_ms - best.base_ms > (best.noise_ms or 0.0):
+            best.latency_ms - best.base_ms > max(best.noise_ms or 0.0, float(ctx.recipe["plan"]["min_gain"]) * best.base_ms):
+        faster = [f"{c['id']} ({c['reason']})" for c in ctx.state["datafree"]["candidates"]
+                  if c["latency_ms"] is not None and c["latency_ms"] < best.latency_ms and not c["chosen"]]
         ctx.note(f"{best.id} is slower than plain {ctx.target.quantize} conversion ({best.latency_ms:.3f} vs "
-                 f"{best.base_ms:.3f} ms) because the faster candidates miss the agreement floor: "
-                 + "; ".join(f"{c['id']} {c['reason']}" for c in ctx.state["datafree"]["candidates"]
-                             if c["latency_ms"] is not None and c["latency_ms"] < best.latency_ms and not c["chosen"]))
+                 f"{best.base_ms:.3f} ms) because "
+                 + ("the faster candidates miss the agreement floor: " + "; ".join(faster) if faster else
+                    "no candidate that reaches the agreement floor is as fast"))
 
 
 def working_model(ctx: Context) -> Optional[Any]:
