@@ -225,6 +225,8 @@ def compress(
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the model input (e.g. -1,1) "
+                                              "for data-free runs; default: inferred from the model."),
 ) -> None:
     """One command: analyze, plan on measured latency, rewrite, prune, distil, quantize, export, validate, benchmark.
 
@@ -243,7 +245,8 @@ def compress(
                               quiet=not show, labels=read_labels(labels), input_shape=input_shape,
                               min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
-                              command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None)
+                              command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None,
+                              input_range=input_range)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, default=str))
     else:

@@ -52,6 +52,15 @@ class CompressReport:
         return self.report
 
 
+def _input_range(value: Any) -> Optional[list[float]]:
+    """``--input-range`` as the recipe's list, checked before any heavy work (None: keep the recipe's)."""
+    if value is None:
+        return None
+    from edgecnn.datafree.inputrange import parse_range
+
+    return list(parse_range(value))
+
+
 def _check_outdir(outdir: Path, *, force: bool) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise InputFileError(f"output folder {outdir} is a file: Expected a folder. Received: a file")
@@ -137,6 +146,7 @@ def compress(
     min_agreement: Optional[float] = None,
     min_snr_db: Optional[float] = None,
     eval_on_train: bool = False,
+    input_range: Optional[Any] = None,
 ) -> CompressReport:
     """Compress a trained Keras CNN for the target; write artifacts, report.json/html and recipe.toml.
 
@@ -155,6 +165,8 @@ def compress(
         min_agreement, min_snr_db: override the recipe's validation floors (``[validate]``).
         eval_on_train: data too small to hold out a test split is measured on its training samples (every
             report says so) instead of refused.
+        input_range: ``"LO,HI"`` or ``(lo, hi)``, the model input's range for the data-free path (recipe
+            ``datafree.input_range``); default: inferred from the model (:mod:`edgecnn.datafree.inputrange`).
 
     Returns:
         CompressReport; ``report["budget"]["met"]`` is False when back-off could not meet the budget.
@@ -164,7 +176,8 @@ def compress(
     """
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
                  "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed,
-                 "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db}
+                 "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db,
+                 "datafree.input_range": _input_range(input_range)}
     rec = load_recipe(recipe, overrides=overrides)  # every option type- and range-checked before heavy work
     from edgecnn.export.validate import TOLERANCES
 

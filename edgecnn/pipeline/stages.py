@@ -103,6 +103,10 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     whether float is faster depends on how many channels are left. The ratio is chosen with its precision
     changes (``planner.choose_ratio``)."""
     recipe, target = ctx.recipe, ctx.target
+    from edgecnn.pipeline import datafree
+
+    if datafree.active(ctx):  # no --data: synthesized inputs, equalization, precision by measured agreement
+        return datafree.plan(ctx, rec, progress=progress)
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
     if fixed:  # ids as a report writes them; a precision id's "@prune:R" only says what it was measured on
@@ -166,6 +170,10 @@ def _candidates(ctx: Context) -> list[planner.Candidate]:
 
 def rewrite(ctx: Context, rec: StageRecord) -> None:
     """Apply the chosen rewrites to a fresh copy of the original (weights initialized from it)."""
+    if ctx.state.get("plan", {}).get("datafree"):
+        from edgecnn.pipeline import datafree
+
+        return datafree.rewrite(ctx, rec)
     chosen = [c for c in _candidates(ctx) if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
     ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe, bn_data=_bn_data(ctx))
     if not chosen:
@@ -257,10 +265,13 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
         budget = min(limit, max(0.0, limit - 100 * (original_acc - compressed_acc)))
     import warnings
 
+    from edgecnn.pipeline import datafree
+
+    options = datafree.export_options(ctx) or {"quantize": target.quantize}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = export(ctx.model, outdir=out, formats=formats, quantize=target.quantize,
-                        data=ctx.heldout, io=recipe["io"], **floors(recipe),
+        report = export(ctx.model, outdir=out, formats=formats, data=ctx.heldout, io=recipe["io"], **options,
+                        **floors(recipe),
                         calibration_samples=int(recipe["quantize"]["calibration_samples"]), seed=ctx.seed,
                         name=ctx.name, labels=ctx.labels, max_accuracy_drop=budget, quiet=True,
                         command=ctx.state.get("command", ""), float_layers=float_layers)
@@ -269,6 +280,8 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
         ctx.note(w)
     ctx.state["export"] = report.as_dict()
     ctx.state["compressed_keras_accuracy"] = compressed_acc
+    if "synthesized" in options:
+        datafree.validated(ctx, report)
     rec.changes += [f"wrote {Path(a.path).name} ({a.size_bytes:,} bytes)" for a in report.artifacts]
     if report.budget is not None:
         rec.details["int8_budget"] = report.budget

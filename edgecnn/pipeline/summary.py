@@ -64,6 +64,7 @@ def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict)
         "latency": latency,
         "per_layer": ctx.state.get("per_layer", {}),
         "notes": ctx.notes,
+        "datafree": ctx.state.get("datafree"),  # no --data: synthesized inputs, equalization, precision candidates
         "recipe": ctx.recipe,
     }
 

@@ -1,0 +1,229 @@
+"""The compress stages' data-free path (no ``--data``, LiteRT target): what ``plan``, ``rewrite`` and ``quantize``
+do instead of calibrating on uniform noise.
+
+plan: infer the input range, synthesize inputs from the model (cached in ``OUTDIR/.edgecnn/datafree/``, so a
+resumed run does not redo it), equalize the working model (float check in
+:func:`edgecnn.datafree.equalize.equalize`), convert the precision candidates
+(:mod:`edgecnn.datafree.precision`), time them interleaved with the plain conversion on the target, judge them
+by agreement with the float model on the synthesized inputs, choose. Structural candidates are listed, not
+measured: without data nothing would apply them (``plan.apply_without_data = true`` runs the usual plan
+instead). rewrite: the working model is the equalized one. quantize: the chosen artifact is validated on the
+synthesized inputs, and every report says that its agreement was not measured on real data.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from edgecnn.pipeline import planner
+from edgecnn.pipeline.context import Context, StageRecord
+
+PROXY = "not measured on real data"
+
+
+def active(ctx: Context) -> bool:
+    """Whether this run takes the data-free path."""
+    r = ctx.recipe
+    return (ctx.train is None and bool(r["datafree"]["enabled"]) and ctx.target.runtime == "litert"
+            and not r["plan"]["apply_without_data"])
+
+
+def _dir(ctx: Context) -> Path:
+    return ctx.outdir / ".edgecnn" / "datafree"
+
+
+def synthesized(ctx: Context, *, progress: Callable[[str, int, int], None] = lambda t, d, n: None) -> tuple[Any, Any]:
+    """(input range, synthesized inputs) for this run: from the checkpoint when it holds them for this key."""
+    from edgecnn.datafree.inputrange import InputRange, infer_input_range
+
+    cfg = ctx.recipe["datafree"]
+    d = _dir(ctx)
+    meta_path, x_path = d / "synthesized.json", d / "synthesized.npy"
+    if meta_path.is_file() and x_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == ctx.key:
+                return InputRange(**meta["input_range"]), np.load(x_path)
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    from edgecnn.datafree.synthesize import synthesize
+    from edgecnn.files import write_atomic
+
+    rng = infer_input_range(ctx.original, override=cfg["input_range"] or None, source=ctx.source)
+    s = synthesize(ctx.original, samples=int(cfg["samples"]), steps=int(cfg["steps"]), input_range=rng.as_tuple(),
+                   seed=ctx.seed, progress=progress)
+    d.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, s.x)
+    write_atomic(x_path, buf.getvalue())
+    write_atomic(meta_path, json.dumps({"key": ctx.key, "input_range": rng.describe(), "synthesis": s.describe()}))
+    ctx.state.setdefault("datafree", {})["synthesis"] = s.describe()
+    return rng, s.x
+
+
+def _equalized(ctx: Context, x: np.ndarray) -> tuple[Any, dict]:
+    if not ctx.recipe["datafree"]["equalize"]:
+        from edgecnn.surgery import rebuild
+
+        return rebuild(ctx.original), {"applied": False, "why": "disabled by the recipe (datafree.equalize)"}
+    from edgecnn.datafree.equalize import equalize
+
+    e = equalize(ctx.original, x=x)
+    return e.model, {"applied": bool(e.pairs), **e.describe()}
+
+
+def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
+    """The data-free plan (see the module docstring)."""
+    from edgecnn.datafree.precision import build_candidates, choose
+    from edgecnn.pipeline.stages import pinned
+
+    recipe, cfg = ctx.recipe, ctx.recipe["datafree"]
+    structural = planner.enumerate_candidates(ctx.original, recipe)
+    for c in structural:
+        c.reason = ("not measured without --data: a weight-initialized change loses accuracy that only fine-tuning "
+                    "recovers (plan.apply_without_data = true measures and applies it anyway)")
+    rng, x = synthesized(ctx, progress=progress)
+    state = ctx.state.setdefault("datafree", {})
+    state["input_range"] = rng.describe()
+    if "synthesis" not in state:
+        meta = json.loads((_dir(ctx) / "synthesized.json").read_text())
+        state["synthesis"] = meta["synthesis"]
+    model, eq = _equalized(ctx, x)
+    state["equalization"] = eq
+    fixed = [planner.base_id(f) for f in recipe["plan"]["fixed"] if f.startswith("precision:")]
+    kinds = [k for k in cfg["candidates"] if not fixed or f"precision:{k}" in fixed]
+    floor = float(cfg["min_agreement"])
+    cands, details = build_candidates(ctx.original, equalized=model, x=x, input_range=rng.as_tuple(), kinds=kinds,
+                                      floor=floor, max_float_ops=int(cfg["max_float_ops"]),
+                                      bias_correction=bool(cfg["bias_correction"]),
+                                      calibration_samples=int(recipe["quantize"]["calibration_samples"]),
+                                      progress=progress)
+    state["details"] = details
+    summary: dict = {"base_ms": None}
+    if not fixed:
+        with pinned(recipe["runtime_profile"]) as threads:
+            summary = _time(ctx, cands, threads=threads)
+    best = choose(cands, floor=floor, min_gain=float(recipe["plan"]["min_gain"]))
+    if best is not None and fixed:
+        best.reason = "fixed by the recipe (plan.fixed)"
+    rows = [planner.Candidate(c.id, kind="precision", params=None, base_ms=c.base_ms, latency_ms=c.latency_ms,
+                              gain_ms=(None if c.latency_ms is None or c.base_ms is None else c.base_ms - c.latency_ms),
+                              noise_ms=c.noise_ms, output_error=c.snr_db, chosen=c.chosen, reason=c.reason,
+                              error=c.error) for c in cands]
+    state["candidates"] = [c.as_dict() for c in cands]
+    state["floor"] = floor
+    if best is not None:
+        d = _dir(ctx)
+        d.mkdir(parents=True, exist_ok=True)
+        from edgecnn.files import write_atomic
+
+        write_atomic(d / "chosen.tflite", best.data)
+        state["chosen"] = {"id": best.id, "mode": best.mode, "agreement": best.agreement, "snr_db": best.snr_db,
+                           "size_bytes": best.size_bytes, "samples": int(len(x))}
+        _explain(ctx, best, summary)
+    ctx.state["plan"] = {"candidates": [c.as_dict() for c in structural + rows], "measured": not fixed,
+                         "datafree": True, **summary}
+    rec.changes = [f"chose {best.id}" if best is not None else "no precision candidate could be built"]
+    rec.details = {"input_range": rng.describe(), "synthesized": int(len(x)), "equalized_pairs": len(eq.get("pairs", [])),
+                   "candidates": {c.id: {"agreement": c.agreement, "snr_db": c.snr_db, "size_bytes": c.size_bytes,
+                                         "latency_ms": c.latency_ms} for c in cands}, **summary}
+
+
+def _time(ctx: Context, cands: list, *, threads: int) -> dict:
+    """Each candidate against the plain conversion (the target's quantization, what the converter alone gives),
+    pair by pair, interleaved on the target runtime."""
+    from edgecnn.latency import convert
+    from edgecnn.rewrite.select import measure_rewrites
+
+    recipe = ctx.recipe
+    base = convert(ctx.original, runtime=ctx.target.runtime, quantize=ctx.target.quantize)
+    built = {c.id: c.data for c in cands if c.data}
+    deltas = measure_rewrites(base, built, runtime=ctx.target.runtime, threads=threads,
+                              runs=int(recipe["plan"]["latency_runs"]), warmup=3,
+                              budget_s=float(recipe["plan"]["seconds"]) / max(1, len(built)))
+    by = {d.name: d for d in deltas}
+    for c in cands:
+        d = by.get(c.id)
+        if d is not None:
+            c.base_ms, c.latency_ms, c.noise_ms = d.base_ms, d.rewritten_ms, d.spread_ms
+    return {"base_ms": float(np.median([d.base_ms for d in deltas])) if deltas else None,
+            "plain_bytes": len(base), "plain": f"{ctx.target.quantize} conversion of the original (converter alone)"}
+
+
+def _explain(ctx: Context, best: Any, summary: dict) -> None:
+    """Notes for the report: the proxy, and why a file larger or slower than plain conversion ships."""
+    n = ctx.state["datafree"]["chosen"]["samples"]
+    agreement = "-" if best.agreement is None else f"{best.agreement:.3f}"
+    ctx.note(f"data-free: chose {best.id} ({best.description}): agreement {agreement} on {n} synthesized inputs; "
+             f"{PROXY}")
+    plain = summary.get("plain_bytes")
+    if plain is not None and best.size_bytes > plain:
+        ctx.note(f"{best.id} is larger than plain {ctx.target.quantize} conversion ({best.size_bytes:,} vs {plain:,} "
+                 f"bytes before metadata) because {best.reason}")
+    if best.latency_ms is not None and best.base_ms is not None and \
+            best.latency_ms - best.base_ms > max(best.noise_ms or 0.0, float(ctx.recipe["plan"]["min_gain"]) * best.base_ms):
+        faster = [f"{c['id']} ({c['reason']})" for c in ctx.state["datafree"]["candidates"]
+                  if c["latency_ms"] is not None and c["latency_ms"] < best.latency_ms and not c["chosen"]]
+        ctx.note(f"{best.id} is slower than plain {ctx.target.quantize} conversion ({best.latency_ms:.3f} vs "
+                 f"{best.base_ms:.3f} ms) because "
+                 + ("the faster candidates miss the agreement floor: " + "; ".join(faster) if faster else
+                    "no candidate that reaches the agreement floor is as fast"))
+
+
+def working_model(ctx: Context) -> Optional[Any]:
+    """The equalized working model the chosen artifact was converted from (None when equalization was off)."""
+    state = ctx.state.get("datafree") or {}
+    if not (state.get("equalization") or {}).get("applied"):
+        return None
+    _, x = synthesized(ctx)
+    return _equalized(ctx, x)[0]
+
+
+def export_options(ctx: Context) -> Optional[dict]:
+    """Keyword arguments of :func:`edgecnn.export.export` for the chosen data-free artifact, or None."""
+    state = ctx.state.get("datafree") or {}
+    chosen = state.get("chosen")
+    if not chosen:
+        return None
+    from edgecnn.datafree.inputrange import InputRange
+
+    rng, x = synthesized(ctx)
+    mean, std = InputRange(**state["input_range"]).normalization()
+    channels = int(x.shape[-1])
+    synth = state.get("synthesis", {})
+    return {"quantize": chosen["mode"], "prebuilt": {"tflite": (_dir(ctx) / "chosen.tflite").read_bytes()},
+            "synthesized": (x, f"synthesized from the model ({synth.get('method', 'model statistics')}, "
+                               f"{len(x)} inputs in [{rng.low:g}, {rng.high:g}])"),
+            "input_mean": [mean] * channels, "input_std": [std] * channels}
+
+
+def rewrite(ctx: Context, rec: StageRecord) -> None:
+    """The data-free rewrite stage: the working model is the equalized original (same function)."""
+    from edgecnn.surgery import rebuild
+
+    model = working_model(ctx)
+    ctx.model = model if model is not None else rebuild(ctx.original)
+    eq = (ctx.state.get("datafree") or {}).get("equalization") or {}
+    if model is None:
+        rec.status = "skipped"
+        rec.details["why"] = eq.get("why", "no layer pair to equalize")
+        return
+    pairs = eq.get("pairs", [])
+    rec.changes = [f"equalized {len(pairs)} layer pair(s); float outputs within {eq.get('max_rel_diff', 0.0):.1e} "
+                   "of the original's (relative)"]
+    rec.details = {"pairs": [p["pair"] for p in pairs], "max_rel_diff": eq.get("max_rel_diff")}
+
+
+def validated(ctx: Context, report: Any) -> None:
+    """After export on the synthesized inputs: say what the agreement is a proxy for."""
+    for a in report.artifacts:
+        v = a.validation or {}
+        if v.get("top1_agreement") is not None:
+            ctx.note(f"{Path(a.path).name}: agreement {v['top1_agreement']:.3f} with the Keras model on "
+                     f"{v.get('samples')} synthesized inputs; {PROXY}")
+    ctx.note("no --data: only data-free steps ran (calibration and validation on inputs synthesized from the model)")
