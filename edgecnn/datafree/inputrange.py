@@ -18,7 +18,7 @@ model that expects [-1, 1] but is calibrated on [0, 1) clamps every negative pix
 Example:
     >>> import tf_keras
     >>> inp = tf_keras.Input((8, 8, 3))
-    >>> x = tf_keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inp)
+    >>> x = tf_keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescaling")(inp)
     >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(2, 3)(x))
     >>> r = infer_input_range(m)
     >>> r.low, r.high, r.source

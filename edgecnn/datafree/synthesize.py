@@ -232,7 +232,7 @@ def synthesize(
         from edgecnn.export.validate import keras_outputs
 
         agreement = float(np.mean(np.argmax(keras_outputs(model, x)[0], -1) == targets))
-    method = " + ".join(([f"BatchNorm statistics"] if bns else []) + (["class inversion"] if classify else []))
+    method = " + ".join((["BatchNorm statistics"] if bns else []) + (["class inversion"] if classify else []))
     return Synthesized(x=x, targets=targets, input_range=(lo, hi), method=method, steps=steps,
                        batch_size=batch_size, seed=seed, bn_layers=len(bns),
                        bn_loss=float(np.mean(bn_values)) if bns else None, target_agreement=agreement,
