@@ -180,7 +180,7 @@ def test_ctrl_c_says_so_and_resume_is_possible(corpus):
     OUTCOMES.append(outcome)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
-    assert outcome.clean, outcome.as_dict()
+    assert outcome.clean, (outcome.as_dict(), err)  # the whole stderr, to see where a traceback came from
     assert (out / ".edgecnn" / "state.json").is_file()
 
 
