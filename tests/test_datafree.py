@@ -224,8 +224,12 @@ def test_precision_candidates_and_choice(tf_keras):
         c.latency_ms = ms
     best = choose(cands, floor=1.01, min_gain=0.03)  # nothing reaches it: the most faithful, said so
     assert best.chosen and "no candidate agrees" in best.reason
-    best = choose(cands, floor=0.0, min_gain=0.03)  # the two int8 tie on speed: the smaller wins
-    assert best.id == "precision:int8-per-tensor" and sum(c.chosen for c in cands) == 1
+    pc, pt = by["precision:int8"], by["precision:int8-per-tensor"]
+    pc.snr_db, pt.snr_db = 30.0, 28.0
+    best = choose(cands, floor=0.0, min_gain=0.03)  # the two int8 tie on speed and fidelity: the smaller wins
+    assert best is pt and sum(c.chosen for c in cands) == 1
+    pt.snr_db = 20.0  # ... but not when it is clearly less faithful on the synthesized inputs
+    assert choose(cands, floor=0.0, min_gain=0.03) is pc and "less faithful: SNR 20.0" in pt.reason
 
 
 # ---------------------------------------------------------------------------------------------- compress

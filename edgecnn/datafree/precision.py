@@ -12,8 +12,9 @@ Candidates (``KINDS``):
 - ``dynamic``: int8 weights, float activations; ``fp16``: float16 weights.
 
 Every candidate's tensor names are shortened (:mod:`edgecnn.datafree.slim`). :func:`choose` picks the fastest
-candidate that reaches the floor; candidates within ``min_gain`` of the fastest count as tied, and the smallest
-file, then the highest agreement, wins the tie.
+candidate that reaches the floor; candidates within ``min_gain`` of the fastest count as tied, and among the tied
+ones whose proxy SNR is within ``SNR_TIE_DB`` of the best, the smallest file wins (a smaller file is not worth a
+clearly less faithful one).
 
 Example:
     >>> a = Precision("int8", mode="int8", size_bytes=100, agreement=0.995, snr_db=20.0, latency_ms=1.0)
@@ -36,6 +37,7 @@ from edgecnn.errors import EdgecnnError
 __all__ = ["KINDS", "Precision", "build_candidates", "choose", "proxy"]
 
 KINDS = ("int8", "int8-per-tensor", "int8-float", "dynamic", "fp16")
+SNR_TIE_DB = 3.0
 
 
 @dataclass
@@ -192,12 +194,18 @@ def choose(cands: Sequence[Precision], *, floor: float, min_gain: float) -> Opti
         tied = [c for c in timed if c.latency_ms <= fastest * (1.0 + min_gain)]
     else:
         tied = passing
-    best = min(tied, key=lambda c: (c.size_bytes, -(c.agreement or 0.0)))
+    top = max(c.snr_db for c in tied)
+    faithful = [c for c in tied if c.snr_db >= top - SNR_TIE_DB]
+    best = min(faithful, key=lambda c: (c.size_bytes, -(c.agreement or 0.0)))
     for c in passing:
         if c is best:
             c.reason = (f"fastest that agrees >= {floor:g} on the synthesized inputs" if len(tied) == 1 else
                         f"agrees >= {floor:g} on the synthesized inputs; as fast as "
-                        f"{', '.join(t.id for t in tied if t is not best)} (within {min_gain:.0%}) and smallest")
+                        f"{', '.join(t.id for t in tied if t is not best)} (within {min_gain:.0%}) and the smallest "
+                        f"within {SNR_TIE_DB:g} dB of the best SNR")
+        elif c in tied and c not in faithful:
+            c.reason = (f"as fast as {best.id} (within {min_gain:.0%}) but less faithful: SNR {c.snr_db:.1f} vs "
+                        f"{top:.1f} dB on the synthesized inputs")
         elif c in tied:
             c.reason = f"as fast as {best.id} (within {min_gain:.0%}) but larger or less faithful"
         else:
