@@ -301,7 +301,11 @@ def test_data_free_compress_of_the_shipped_mnist_cnn_agrees_on_real_digits(tmp_p
 
     src = ROOT / "models" / "mnist_cnn.h5"
     report = compress(str(src), outdir=tmp_path / "out", quiet=True,
-                      recipe=_recipe(tmp_path, **{"datafree.samples": 256, "datafree.steps": 100})).report
+                      recipe=_recipe(tmp_path, **{"datafree.samples": 256, "datafree.steps": 100,
+                                                  # int8 variants only: dynamic range times within 3% of int8 on
+                                                  # this model, so which wins depends on the host's load
+                                                  "datafree.candidates": ["int8", "int8-per-tensor", "int8-float"]})
+                      ).report
     art = Path(report["artifacts"][0]["path"])
     assert art.name == "mnist_cnn_int8.tflite"
     test = digits(input_shape=(28, 28, 1), split="test")
