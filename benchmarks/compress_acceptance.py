@@ -60,7 +60,7 @@ def model_file(name: str, cache: Path) -> Path:
 
 
 def int8(model, calibration) -> bytes:
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
 
     return convert(model, runtime="litert", quantize="int8", calibration=calibration)
 
@@ -95,15 +95,15 @@ def accuracy(data: bytes, test) -> float:
 
 def side_by_side(files: dict[str, bytes], *, seconds: float) -> dict:
     from edgecnn._tf import muted
-    from edgecnn.latency import invoker
-    from edgecnn.timing import interleaved
+    from edgecnn.runtimes import RUNTIMES
+    from edgecnn.runtimes.timing import interleaved
 
     cpu = min(os.sched_getaffinity(0))
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
         with muted(2):
-            fns = {k: invoker(v, runtime="litert", threads=1) for k, v in files.items()}
+            fns = {k: RUNTIMES["litert"].load(v, threads=1).invoker() for k, v in files.items()}
         return interleaved(fns, runs=1_000_000, min_runs=200, warmup=20, budget_s=seconds)
     finally:
         os.sched_setaffinity(0, old)

@@ -219,8 +219,8 @@ def ablation(path: Path, x_test: np.ndarray, ref: np.ndarray, report: dict, log)
 
 def measure(name: str, cache: Path, work: Path, log) -> dict:
     import edgecnn
-    from edgecnn.latency import model_latency
-    from edgecnn.profiles import pinned
+    from edgecnn.bench.latency import model_latency
+    from edgecnn.runtimes.profiles import pinned
     from edgecnn.quantize import synthetic_calibration
 
     spec = MODELS[name]

@@ -31,7 +31,7 @@ def main() -> int:
     import edgecnn
     from edgecnn.export.validate import compare, keras_outputs
     from edgecnn.files import write_atomic
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
     from edgecnn.prune import channel_groups, prune_channels
     from edgecnn.runtimes import RUNTIMES
 

@@ -42,7 +42,7 @@ def check(model, *, to: str, seed: int = 0) -> dict:
     import numpy as np
 
     from edgecnn.export.validate import compare, keras_outputs
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
     from edgecnn.rewrite import rewrite
     from edgecnn.runtimes import RUNTIMES
 

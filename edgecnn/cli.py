@@ -331,6 +331,9 @@ def bench(
                        against=base)
     report.settings["command"] = "edgecnn " + " ".join(sys.argv[1:])
     print_bench(report)
+    for r in report.results:  # repeated measurements that disagree: the figure is not to be trusted
+        if r.warning:
+            typer.echo(f"warning: {r.model} on {r.runtime} ({r.threads} thread(s)): {r.warning}", err=True)
     failed = [r for r in report.results if r.status in ("load failed", "run failed")]
     if failed:
         raise EdgecnnError("; ".join(f"{r.model} on {r.runtime}: {r.status}: {r.reason}" for r in failed))

@@ -29,7 +29,7 @@ def tiny(tf_keras):
 @pytest.fixture(scope="module")
 def artifacts(tiny, tmp_path_factory):
     """A .tflite, a .onnx and a corrupt .tflite of model 'a'."""
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
 
     folder = tmp_path_factory.mktemp("artifacts")
     paths = {"tflite": folder / "a.tflite", "onnx": folder / "a.onnx", "bad": folder / "bad.tflite"}
@@ -43,7 +43,7 @@ def artifacts(tiny, tmp_path_factory):
 def heavy(tf_keras, tmp_path_factory):
     """Model 'a' at 4x the input area (about 4x the work) as a .tflite."""
     import edgecnn
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
 
     path = tmp_path_factory.mktemp("heavy") / "heavy.tflite"
     path.write_bytes(convert(edgecnn.load(small_cnn(tf_keras, name="a", input_shape=(32, 32, 3))), runtime="litert"))

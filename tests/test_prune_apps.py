@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgecnn.export.validate import compare, keras_outputs
-from edgecnn.latency import convert
+from edgecnn.export.convert import convert
 from edgecnn.prune import apply_selection, prune_channels
 from edgecnn.prune.groups import ChannelGraph
 from edgecnn.runtimes import RUNTIMES

@@ -178,7 +178,7 @@ def test_keras_application_rewrite_exports_to_tflite_and_onnx_and_matches():
 
     import edgecnn
     from edgecnn.export.validate import compare, keras_outputs
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
     from edgecnn.runtimes import RUNTIMES
 
     app = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10,

@@ -49,7 +49,4 @@ def artifact_shape(target: Target) -> tuple[int, ...]:
     from edgecnn.runtimes import RUNTIMES
 
     runtime, data = next(iter(target.artifacts.items()))
-    session = RUNTIMES[runtime].load(data, threads=1)
-    if runtime == "litert":
-        return tuple(int(d) for d in session.inputs[0]["shape"][1:])
-    return tuple(int(d) for d in session.session.get_inputs()[0].shape[1:])
+    return RUNTIMES[runtime].load(data, threads=1).input_shape

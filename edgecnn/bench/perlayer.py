@@ -11,7 +11,7 @@
 
 Example:
     >>> import tf_keras
-    >>> from edgecnn.latency import convert
+    >>> from edgecnn.export.convert import convert
     >>> inp = tf_keras.Input((16, 16, 3))
     >>> x = tf_keras.layers.Conv2D(8, 3, name="c1")(inp)
     >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(4, 3, name="c2")(x))
@@ -37,12 +37,9 @@ def top_ops(artifact: bytes, *, runtime: str, threads: int = 1, runs: int = 30, 
     Raises:
         EdgecnnError: a runtime without op profiling.
     """
-    if runtime == "onnxruntime":
-        ops = _ort_ops(artifact, threads=threads, runs=runs)
-    elif runtime == "litert":
-        ops = _litert_ops(artifact, threads=threads, runs=runs)
-    else:
-        raise EdgecnnError(f"per-op profiling: Expected runtime litert or onnxruntime. Received: {runtime!r}")
+    if runtime not in PROFILERS:
+        raise EdgecnnError(f"per-op profiling: Expected runtime {' or '.join(PROFILERS)}. Received: {runtime!r}")
+    ops = PROFILERS[runtime](artifact, threads=threads, runs=runs)
     total = sum(o["ms"] for o in ops) or 1.0
     for o in ops:
         o["share"] = o["ms"] / total
@@ -81,21 +78,24 @@ def _ort_ops(artifact: bytes, *, threads: int, runs: int) -> list[dict]:
 def _litert_ops(artifact: bytes, *, threads: int, runs: int) -> list[dict]:
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from edgecnn.latency import invoker
-    from edgecnn.timing import interleaved
+    from edgecnn.bench.core import time_artifacts
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(artifact))
     graph = model.subgraphs[0]
     ops = list(graph.operators or [])
     names = _op_names(model)
     labels = []
-    fns = {}
+    prefixes = {}
     for k, op in enumerate(ops, start=1):
         tensor = graph.tensors[op.outputs[0]]
         label = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         labels.append((label.split(";")[0], names[k - 1]))
-        fns[k] = invoker(_prefix(model, k, flatbuffer_utils), runtime="litert", threads=threads)
-    medians = {k: t.median_ms for k, t in interleaved(fns, runs=runs, warmup=3).items()}
+        prefixes[str(k)] = _prefix(model, k, flatbuffer_utils)
+    timed = time_artifacts(prefixes, runtime="litert", threads=threads, runs=runs, warmup=3, min_runs=runs)
+    bad = [r for r in timed.values() if r.status != "ok"]
+    if bad:
+        raise EdgecnnError(f"per-op profiling: prefix {bad[0].model} {bad[0].status}: {bad[0].reason}")
+    medians = {int(k): r.median_ms for k, r in timed.items()}
     out, previous = [], 0.0
     for k in range(1, len(ops) + 1):
         out.append({"name": labels[k - 1][0], "type": labels[k - 1][1], "ms": max(0.0, medians[k] - previous)})
@@ -127,3 +127,7 @@ def _op_names(model: Any) -> list[str]:
         out.append(codes.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM
                    else (code.customCode or b"CUSTOM").decode())
     return out
+
+
+# Runtime name -> its per-op profiler (a runtime without one has no row here).
+PROFILERS = {"onnxruntime": _ort_ops, "litert": _litert_ops}

@@ -45,23 +45,30 @@ def reference_model() -> Any:
     return model
 
 
-_FILES = {"litert": "reference.tflite", "onnxruntime": "reference.onnx"}
+def _files() -> dict[str, str]:
+    """CPU runtime with an export format -> the shipped file of its artifact (``reference.tflite`` ...)."""
+    from edgecnn.runtimes import CONVERT_RUNTIMES, RUNTIMES
+
+    return {rt: f"reference{RUNTIMES[rt].suffixes[0]}" for rt in CONVERT_RUNTIMES}
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def reference_artifact(runtime: str) -> bytes:
-    """The shipped reference artifact for ``litert`` or ``onnxruntime`` (plain fp32 conversion)."""
-    return (Path(__file__).parent / _FILES[runtime]).read_bytes()
+    """The shipped reference artifact (plain fp32 conversion) of a CPU runtime with an export format, or of
+    the CPU runtime a GPU row runs the artifact of."""
+    from edgecnn.runtimes import RUNTIMES
+
+    return (Path(__file__).parent / _files()[RUNTIMES[runtime].base]).read_bytes()
 
 
 def write_artifacts() -> list[Path]:
     """Convert the reference model and write the shipped artifacts (run when the reference changes)."""
     from edgecnn.files import write_atomic
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
 
     model = reference_model()
     return [write_atomic(Path(__file__).parent / name, convert(model, runtime=rt, quantize="none"))
-            for rt, name in _FILES.items()]
+            for rt, name in _files().items()]
 
 
 if __name__ == "__main__":  # pragma: no cover

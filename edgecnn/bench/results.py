@@ -40,6 +40,7 @@ class BenchResult:
     threads: int
     status: str
     reason: str = ""
+    warning: str = ""
     median_ms: Optional[float] = None
     p90_ms: Optional[float] = None
     p99_ms: Optional[float] = None
@@ -137,6 +138,9 @@ class BenchReport:
             lines += [""] + [f"- {rt}: unavailable ({reason})" + (f" for {', '.join(dict.fromkeys(models))}"
                                                                   if models else " (not requested)")
                              for rt, (reason, models) in skipped.items()]
+        warned = [r for r in self.results if r.warning]
+        if warned:
+            lines += [""] + [f"- warning: {r.model} on {r.runtime} ({r.threads} thread(s)): {r.warning}" for r in warned]
         layered = [r for r in self.results if r.per_layer]
         for r in layered:
             lines += ["", f"Top ops, {r.model} on {r.runtime} ({r.threads} thread(s)):", "",

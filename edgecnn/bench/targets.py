@@ -1,12 +1,13 @@
 """What to benchmark: model files, artifacts and live models -> :class:`Target`; and one runnable per runtime.
 
-A ``.h5``/``.keras`` file or SavedModel folder (or a live model) becomes a working model that runs on
-``keras`` and is converted on the fly with plain fp32 settings for ``litert`` and ``onnxruntime``; a
-``.tflite`` runs on ``litert`` only, a ``.onnx``/``.ort`` on ``onnxruntime`` only.
+A ``.h5``/``.keras`` file or SavedModel folder (or a live model) becomes a working model that runs on the
+runtimes without an export format (``keras``) and is converted on the fly with plain fp32 settings for the
+others; an artifact runs on the runtimes of its suffix's row (``.tflite``: ``litert``, ``.onnx``/``.ort``:
+``onnxruntime``) and their GPU rows. Which is which comes from :data:`edgecnn.runtimes.RUNTIMES`.
 
 Example:
-    >>> sorted(CPU_RUNTIMES), parse_list("keras, litert")
-    (['keras', 'litert', 'onnxruntime'], ['keras', 'litert'])
+    >>> ALL_RUNTIMES[:3], parse_list("keras, litert")
+    (('keras', 'litert', 'onnxruntime'), ['keras', 'litert'])
     >>> split_name("fast=models/a.tflite"), split_name("models/a.tflite")
     (('fast', 'models/a.tflite'), (None, 'models/a.tflite'))
 """
@@ -21,13 +22,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, InputFileError, first_line
-from edgecnn.runtimes.gpu import GPU_RUNTIMES
+from edgecnn.runtimes import RUNTIMES, artifact_runtime
 
-CPU_RUNTIMES = ("keras", "litert", "onnxruntime")
-ALL_RUNTIMES = CPU_RUNTIMES + GPU_RUNTIMES
-ARTIFACT_RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime", ".ort": "onnxruntime"}
-BASE_RUNTIME = {"onnxruntime-cuda": "onnxruntime", "onnxruntime-tensorrt": "onnxruntime",
-                "tensorflow-gpu": "keras", "litert-gpu": "litert"}
+ALL_RUNTIMES = tuple(RUNTIMES)
 
 
 @dataclass
@@ -45,22 +42,21 @@ class Target:
     sha256: Optional[str] = None  # of that file (a folder: None)
 
     def runs_on(self, runtime: str) -> bool:
-        base = BASE_RUNTIME.get(runtime, runtime)
-        return base in self.artifacts or self.keras is not None
+        return RUNTIMES[runtime].base in self.artifacts or self.keras is not None
 
     def artifact_label(self, runtime: str) -> str:
-        base = BASE_RUNTIME.get(runtime, runtime)
-        if base == "keras" or base in self.artifacts:
+        row = RUNTIMES[runtime]
+        if row.format is None or row.base in self.artifacts:
             return self.source
-        return f"{self.source} -> {'.tflite' if base == 'litert' else '.onnx'} (converted, fp32)"
+        return f"{self.source} -> {RUNTIMES[row.base].suffixes[0]} (converted, fp32)"
 
     def artifact(self, runtime: str) -> bytes:
-        """The artifact bytes for a litert/onnxruntime(-gpu) runtime; converts once. Raises on failure."""
-        base = BASE_RUNTIME.get(runtime, runtime)
+        """The artifact bytes for a runtime with an export format; converts once. Raises on failure."""
+        base = RUNTIMES[runtime].base
         if base in self.artifacts:
             return self.artifacts[base]
         if base not in self.converted:
-            from edgecnn.latency import convert
+            from edgecnn.export.convert import convert
 
             try:
                 self.converted[base] = convert(self.keras, runtime=base, quantize="none")
@@ -78,7 +74,7 @@ class Target:
 
     def sizes(self, runtime: str) -> tuple[Optional[int], Optional[int]]:
         """(raw, gzip) bytes of what ``runtime`` runs."""
-        if BASE_RUNTIME.get(runtime, runtime) == "keras":
+        if RUNTIMES[runtime].format is None:
             return self.keras_bytes, self.keras_gzip
         data = self.artifact(runtime)
         return len(data), len(gzip.compress(data, 9))
@@ -175,9 +171,10 @@ def _target(name: Optional[str], model: Any) -> Target:
             raise InputFileError(f"empty file: Expected a model file or artifact. Received: {path} (0 bytes)")
         suffix = path.suffix.lower()
         where = {"path": str(path), "sha256": file_sha256(path)}
-        if suffix in ARTIFACT_RUNTIME:
-            return Target(name or path.stem, str(path), artifacts={ARTIFACT_RUNTIME[suffix]: path.read_bytes()}, **where)
-        if not path.is_dir() and suffix not in (".h5", ".hdf5", ".keras"):
+        runtime = artifact_runtime(suffix)
+        if runtime is not None:
+            return Target(name or path.stem, str(path), artifacts={runtime: path.read_bytes()}, **where)
+        if not path.is_dir() and suffix not in RUNTIMES["keras"].suffixes:
             raise InputFileError(f"cannot benchmark {path.name}: Expected .h5, .keras, a SavedModel folder, .tflite, "
                                  f".onnx or .ort. Received: {suffix or 'no suffix'}")
         import edgecnn
@@ -211,44 +208,23 @@ class Runnable:
 
 
 def load_runnable(target: Target, runtime: str, *, threads: int, batch_size: int, seed: int = 0) -> Runnable:
-    """Load ``target`` on ``runtime`` ready to time (raises on failure; the caller records the reason)."""
-    base = BASE_RUNTIME.get(runtime, runtime)
-    if base == "keras":
-        from edgecnn.runtimes.keras import KerasSession
+    """Load ``target`` on ``runtime`` ready to time (raises on failure; the caller records the reason).
 
-        session = KerasSession(target.keras, threads=threads, device="/GPU:0" if runtime == "tensorflow-gpu" else None)
-        note = "" if session.threads_applied else (
-            f"TensorFlow's thread pool is fixed per process at {session.threads} threads")
-        return Runnable(session.invoker(batch_size=batch_size, seed=seed), lambda x: session.run(x)[0],
-                        session.threads, note)
-    data = target.artifact(runtime)
-    if runtime == "litert":
-        from edgecnn.latency import invoker
-        from edgecnn.runtimes.litert import LiteRTSession
+    The timed session is its own; ``predict`` loads a second one on first use (the timed one's input is resized
+    to ``batch_size`` and set once), and a graph with a fixed batch of 1 is run one sample at a time.
+    """
+    row = RUNTIMES[runtime]
+    source = target.keras if row.format is None else target.artifact(runtime)
+    session = row.load(source, threads=threads)
+    holder: dict = {}
 
-        fn = invoker(data, runtime="litert", threads=threads, seed=seed, batch_size=batch_size)
-        holder: dict = {}
+    def predict(x: np.ndarray) -> np.ndarray:
+        s = holder.setdefault("s", row.load(source, threads=threads))
+        try:
+            return s.run(x)[0]
+        except EdgecnnError:
+            raise
+        except Exception:  # noqa: BLE001 - a fixed batch-1 graph: one sample at a time
+            return np.concatenate([s.run(x[i:i + 1])[0] for i in range(len(x))])
 
-        def predict(x: np.ndarray) -> np.ndarray:
-            holder.setdefault("s", LiteRTSession(data, threads=threads))
-            return holder["s"].run(x)[0]
-
-        return Runnable(fn, predict, threads)
-    if runtime == "onnxruntime":
-        from edgecnn.latency import invoker
-        from edgecnn.runtimes.onnxruntime import OrtSession
-
-        fn = invoker(data, runtime="onnxruntime", threads=threads, seed=seed, batch_size=batch_size)
-        holder = {}
-
-        def predict(x: np.ndarray) -> np.ndarray:
-            s = holder.setdefault("s", OrtSession(data, threads=threads))
-            try:
-                return s.run(x)[0]
-            except Exception:  # noqa: BLE001 - a fixed batch-1 graph: one sample at a time
-                return np.concatenate([s.run(x[i:i + 1])[0] for i in range(len(x))])
-
-        return Runnable(fn, predict, threads)
-    from edgecnn.bench.gpu_sessions import load_gpu
-
-    return load_gpu(data, runtime, threads=threads, batch_size=batch_size, seed=seed)
+    return Runnable(session.invoker(batch_size=batch_size, seed=seed), predict, session.threads, session.note)

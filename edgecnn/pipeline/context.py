@@ -90,6 +90,7 @@ class Context:
     notes: list[str] = field(default_factory=list)
     current: str = ""
     progress: Callable[[str, int, int], None] = lambda text, done, total: None
+    cache: dict = field(default_factory=dict)  # live objects of this process (base artifacts), never checkpointed
 
     @property
     def train(self) -> Any:

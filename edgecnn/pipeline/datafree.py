@@ -25,9 +25,10 @@ PROXY = "not measured on real data"
 
 
 def active(ctx: Context) -> bool:
-    """Whether this run takes the data-free path."""
+    """Whether this run takes the data-free path (its precision candidates need a runtime whose converter keeps
+    chosen ops in float: the row's ``per_op_precision``)."""
     r = ctx.recipe
-    return (ctx.train is None and bool(r["datafree"]["enabled"]) and ctx.target.runtime == "litert"
+    return (ctx.train is None and bool(r["datafree"]["enabled"]) and ctx.target.row.per_op_precision
             and not r["plan"]["apply_without_data"])
 
 
@@ -137,11 +138,11 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
 def _time(ctx: Context, cands: list, *, threads: int) -> dict:
     """Each candidate against the plain conversion (the target's quantization, what the converter alone gives),
     pair by pair, interleaved on the target runtime."""
-    from edgecnn.latency import convert
+    from edgecnn.pipeline.artifacts import base_artifact
     from edgecnn.rewrite.select import measure_rewrites
 
     recipe = ctx.recipe
-    base = convert(ctx.original, runtime=ctx.target.runtime, quantize=ctx.target.quantize)
+    base = base_artifact(ctx)
     built = {c.id: c.data for c in cands if c.data}
     deltas = measure_rewrites(base, built, runtime=ctx.target.runtime, threads=threads,
                               runs=int(recipe["plan"]["latency_runs"]), warmup=3,

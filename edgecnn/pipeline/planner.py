@@ -117,12 +117,12 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
 
 
 def precision_candidates(model: Any, recipe: dict) -> list[Candidate]:
-    """Int8 LiteRT targets: keep the first convs (fewer than 4 input channels), or every op at the input
+    """Int8 targets whose runtime keeps chosen ops in float (``per_op_precision``: LiteRT): keep the first convs (fewer than 4 input channels), or every op at the input
     resolution, in float. On a busy 2-core host an int8 op at 32x32 cost about 75 us whatever its channel
     count (a 3x3 conv with 8 channels: 81 us int8, 39 us float), so once pruning had thinned the first stage,
     float was faster there. Measured like every candidate; these change no weights, so they need no data."""
     target = TARGETS[recipe["target"]]
-    if not (target.runtime == "litert" and target.quantize == "int8" and recipe["quantize"]["float_first_convs"]):
+    if not (target.row.per_op_precision and target.quantize == "int8" and recipe["quantize"]["float_first_convs"]):
         return []
     out = []
     size = tuple(model.inputs[0].shape[1:3])
@@ -371,24 +371,21 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
     return f"undid {victim.id}"
 
 
-def time_artifacts(artifacts: dict[str, bytes], *, runtime: str, threads: int, runs: int, seconds: float) -> dict:
-    """Time artifacts interleaved: at least ``runs`` rounds, more while ``seconds`` last (tiny models need many)."""
-    from edgecnn.latency import model_latency
-
-    return model_latency(artifacts, runtime=runtime, threads=threads, runs=max(runs, 100_000), min_runs=runs,
-                         warmup=3, budget_s=seconds)
-
-
 def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
             calibration: Optional[np.ndarray], x_val: Optional[np.ndarray], y_val: Optional[np.ndarray],
-            progress: Callable[[str, int, int], None] = lambda text, done, total: None) -> dict:
+            progress: Callable[[str, int, int], None] = lambda text, done, total: None,
+            base_artifact: Optional[bytes] = None) -> dict:
     """Build each candidate model, time all of them interleaved with the base on the target, score accuracy.
 
+    ``base_artifact``: ``model`` already converted for the target (compress converts the original once per run
+    and reuses it here and in the benchmark stage); None converts it here.
+
     Returns:
-        ``{"base_ms": ..., "base_spread_ms": ..., "base_accuracy": ...}``; the candidates are filled in place.
+        ``{"base_ms": ..., "base_accuracy": ..., "base_params": ..., "warnings": [...]}``; the candidates are
+        filled in place. ``warnings`` lists measurements whose repeats disagreed beyond the noise.
     """
     from edgecnn.analysis import analyze
-    from edgecnn.latency import convert
+    from edgecnn.export.convert import convert
     from edgecnn.export.validate import keras_outputs
 
     base_params = analyze(model).total_params
@@ -399,7 +396,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
 
     cal = calibration if calibration is not None else synthetic_calibration(
         tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)
-    artifacts = {"base": convert(model, runtime=runtime, quantize=quantize, calibration=cal)}
+    artifacts = {"base": base_artifact if base_artifact is not None else
+                 convert(model, runtime=runtime, quantize=quantize, calibration=cal)}
     for k, cand in enumerate(cands):
         progress(f"measuring {cand.id}", k, len(cands))
         try:
@@ -438,7 +436,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         judge(cand, base_params=base_params, min_gain=float(recipe["plan"]["min_gain"]),
               runtime=f"{runtime} {quantize if quantize != 'none' else 'fp32'}")
     base_ms = float(np.median([d.base_ms for d in deltas])) if deltas else None
-    return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params}
+    warnings = [f"{d.name}: {d.warning}" for d in deltas if d.warning]
+    return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params, "warnings": warnings}
 
 
 __all__ = ["Candidate", "apply", "apply_all", "back_off", "base_id", "choose_ratio", "enumerate_candidates", "estimate",

@@ -28,28 +28,39 @@ from typing import Any, Mapping, Optional
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.recipes import PRESETS_DIR, preset_names
+from edgecnn.runtimes import CONVERT_RUNTIMES, RUNTIMES
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where the compressed model runs: the runtime that measures it, the artifact format, the quantization."""
+    """Where the compressed model runs: the runtime that measures it (a row of
+    :data:`edgecnn.runtimes.RUNTIMES`), the quantization; the artifact format is the row's."""
 
     name: str
     runtime: str
-    format: str
     quantize: str
+
+    @property
+    def row(self) -> Any:
+        from edgecnn.runtimes import RUNTIMES
+
+        return RUNTIMES[self.runtime]
+
+    @property
+    def format(self) -> str:
+        return self.row.format
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("litert-int8", "litert", "tflite", "int8"),
-        Target("litert-fp16", "litert", "tflite", "fp16"),
-        Target("litert-dynamic", "litert", "tflite", "dynamic"),
-        Target("litert-fp32", "litert", "tflite", "none"),
-        Target("onnx-int8", "onnxruntime", "onnx", "int8"),
-        Target("onnx-fp16", "onnxruntime", "onnx", "fp16"),
-        Target("onnx-fp32", "onnxruntime", "onnx", "none"),
+        Target("litert-int8", "litert", "int8"),
+        Target("litert-fp16", "litert", "fp16"),
+        Target("litert-dynamic", "litert", "dynamic"),
+        Target("litert-fp32", "litert", "none"),
+        Target("onnx-int8", "onnxruntime", "int8"),
+        Target("onnx-fp16", "onnxruntime", "fp16"),
+        Target("onnx-fp32", "onnxruntime", "none"),
     )
 }
 
@@ -146,15 +157,16 @@ def _read_file(path: Path) -> str:
 _RECIPE_READ = 64 * 2**20 + 1
 
 
+_FORMATS = tuple(RUNTIMES[n].format for n in CONVERT_RUNTIMES)
 # Names a recipe may use, by dotted key (checked before any model is loaded).
 CHOICES: dict[str, tuple[str, ...]] = {
     "io": ("float", "int8", "uint8"),
     "rewrite.kinds": ("gap-head", "low-rank-dense", "separable", "bottleneck"),
     "prune.method": ("channels",),
     "prune.importance": ("l1", "bn", "activation"),
-    "export.formats": ("tflite", "onnx"),
-    "export.extra_formats": ("tflite", "onnx"),
-    "bench.runtimes": ("litert", "onnxruntime"),
+    "export.formats": _FORMATS,
+    "export.extra_formats": _FORMATS,
+    "bench.runtimes": CONVERT_RUNTIMES,
 }
 # The range rule (edgecnn.checks.RULES) of every numeric option; lists are checked element by element.
 NUMBERS: dict[str, str] = {
@@ -187,7 +199,7 @@ def check_values(recipe: Mapping[str, Any]) -> None:
         EdgecnnError: naming the option (and its flag), the rule and the value.
     """
     from edgecnn.checks import check_number
-    from edgecnn.profiles import PROFILES
+    from edgecnn.runtimes.profiles import PROFILES
 
     for dotted, rule in NUMBERS.items():
         value = _get(recipe, dotted)

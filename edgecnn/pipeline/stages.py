@@ -29,10 +29,10 @@ class BudgetExceeded(Exception):
 
 @contextlib.contextmanager
 def pinned(profile: str) -> Iterator[int]:
-    """Run the block as the runtime profile says (``edgecnn.profiles``): yields its thread count; ``mobile-1t``
+    """Run the block as the runtime profile says (``edgecnn.runtimes.profiles``): yields its thread count; ``mobile-1t``
     pins the process to one core. No profile: one thread, no pinning."""
-    from edgecnn.profiles import get_profile
-    from edgecnn.profiles import pinned as pin
+    from edgecnn.runtimes.profiles import get_profile
+    from edgecnn.runtimes.profiles import pinned as pin
 
     if not profile:
         yield 1
@@ -128,11 +128,14 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": False}
         rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
         return
+    from edgecnn.pipeline.artifacts import base_artifact
+
     with pinned(recipe["runtime_profile"]) as threads:
         x_val, y_val = _validation_split(ctx)
         summary = planner.measure(
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
-            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress)
+            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress,
+            base_artifact=base_artifact(ctx))
         planner.resolve_conflicts(cands)
         if ctx.train is None and not recipe["plan"]["apply_without_data"]:
             for c in cands:
@@ -152,13 +155,17 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
             if precision:
                 second = planner.measure(
                     structural, precision, recipe, runtime=target.runtime, quantize=target.quantize,
-                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress)
+                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress,
+                    base_artifact=base_artifact(ctx) if structural is ctx.original else None)
                 summary.setdefault("precision_base_ms", {})[ratio.id if ratio else "none"] = second["base_ms"]
+                summary["warnings"] += second["warnings"]
             options.append((ratio, precision))
             cands += precision
         planner.choose_ratio(options, min_gain=float(recipe["plan"]["min_gain"]))
         planner.within_budget(cands, base_ms=summary["base_ms"], budget_ms=float(recipe["latency_budget_ms"]))
         summary["estimates"] = {(p.id if p else "none"): planner.estimate(p, fl) for p, fl in options}
+    for w in summary["warnings"]:
+        ctx.note(f"plan: {w}")
     ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": True, **summary}
     rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
     rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
@@ -318,33 +325,60 @@ def _top_ops(data: bytes, *, runtime: str, threads: int) -> Optional[list[dict]]
 
 
 def benchmark(ctx: Context, rec: StageRecord) -> None:
-    """Original (plain conversion at the target's quantization) vs compressed artifact, interleaved, per runtime."""
-    from edgecnn.latency import convert
+    """Original (the run's base artifact: plain conversion at the target's quantization) vs compressed artifact,
+    timed in one loop of :func:`edgecnn.bench.core.measure` with the reference model, per runtime. Each entry
+    carries the bench result's status, reference ratio and warning; an original whose median disagrees with
+    the plan's measurement of the same artifact beyond the noise is flagged too."""
+    from edgecnn.bench.core import REPEAT_TOLERANCE, time_artifacts
+    from edgecnn.export.convert import convert
+    from edgecnn.pipeline.artifacts import base_artifact, calibration
 
     target, recipe = ctx.target, ctx.recipe
     arts = {a["format"]: a for a in ctx.state["export"]["artifacts"]}
     runtimes = list(dict.fromkeys([target.runtime, *recipe["bench"]["runtimes"]]))
-    calibration = _calibration(ctx, int(recipe["quantize"]["calibration_samples"]))
     latency: dict[str, dict] = {"original": {}, "compressed": {}}
+    from edgecnn.runtimes import RUNTIMES
+
     with pinned(recipe["runtime_profile"]) as threads:
         for runtime in runtimes:
-            fmt = "tflite" if runtime == "litert" else "onnx"
-            original = convert(ctx.original, runtime=runtime, quantize=target.quantize, calibration=calibration)
+            fmt = RUNTIMES[runtime].format
+            original = base_artifact(ctx, runtime)
             if fmt in arts:
                 compressed = Path(arts[fmt]["path"]).read_bytes()
             else:
-                compressed = convert(ctx.model, runtime=runtime, quantize=target.quantize, calibration=calibration)
-            t = planner.time_artifacts({"original": original, "compressed": compressed}, runtime=runtime,
-                                       threads=threads, runs=int(recipe["bench"]["runs"]),
-                                       seconds=float(recipe["bench"]["seconds"]))
+                compressed = convert(ctx.model, runtime=runtime, quantize=target.quantize, calibration=calibration(ctx))
+            data = {"original": original, "compressed": compressed}
+            runs = int(recipe["bench"]["runs"])
+            t = time_artifacts(data, runtime=runtime, threads=threads, runs=max(runs, 100_000), min_runs=runs,
+                               warmup=3, budget_s=float(recipe["bench"]["seconds"]), reference=True)
             for k in ("original", "compressed"):
-                latency[k][runtime] = {**t[k].as_dict(), "threads": threads, "quantize": target.quantize,
-                                       "size_bytes": len(original if k == "original" else compressed)}
+                r = t[k]
+                keep = ("status", "reason", "warning", "median_ms", "p90_ms", "p99_ms", "min_ms", "spread_ms",
+                        "runs", "cpu_ms", "ratio_to_reference", "wall_ratio_to_reference")
+                latency[k][runtime] = {**{f: getattr(r, f) for f in keep}, "mean_ms": _mean(r.samples_ms),
+                                       "threads": r.threads, "quantize": target.quantize, "size_bytes": len(data[k])}
+                if r.status != "ok":
+                    ctx.note(f"benchmark: {k} on {runtime}: {r.status}: {r.reason}")
+            plan_ms = (ctx.state.get("plan") or {}).get("base_ms") if runtime == target.runtime else None
+            now = t["original"].median_ms
+            if plan_ms and now and abs(now - plan_ms) > REPEAT_TOLERANCE * min(now, plan_ms) and not \
+                    latency["original"][runtime]["warning"]:
+                latency["original"][runtime]["warning"] = (
+                    f"repeated measurements disagree: the plan measured this artifact at {plan_ms:.3f} ms, the "
+                    f"benchmark at {now:.3f} ms (median); the machine was probably busy during part of the run")
+            for k in ("original", "compressed"):
+                if latency[k][runtime]["warning"]:
+                    ctx.note(f"benchmark: {k} on {runtime}: {latency[k][runtime]['warning']}")
             per_layer = ctx.state.setdefault("per_layer", {"original": {}, "compressed": {}})
-            for k, data in (("original", original), ("compressed", compressed)):
-                per_layer[k][runtime] = _top_ops(data, runtime=runtime, threads=threads)
+            for k, artifact in data.items():
+                per_layer[k][runtime] = _top_ops(artifact, runtime=runtime, threads=threads)
     ctx.state["latency"] = latency
+    ok = [rt for rt in runtimes if latency["original"][rt]["median_ms"] and latency["compressed"][rt]["median_ms"]]
     rec.details = {rt: round(latency["original"][rt]["median_ms"] / latency["compressed"][rt]["median_ms"], 3)
-                   for rt in runtimes}
+                   for rt in ok}
     rec.changes = [f"{rt}: {latency['original'][rt]['median_ms']:.3f} -> {latency['compressed'][rt]['median_ms']:.3f}"
-                   f" ms ({rec.details[rt]}x)" for rt in runtimes]
+                   f" ms ({rec.details[rt]}x)" for rt in ok]
+
+
+def _mean(samples: list) -> Optional[float]:
+    return float(np.mean(samples)) if samples else None

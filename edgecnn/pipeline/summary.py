@@ -166,6 +166,8 @@ def _charts(report: dict) -> str:
     results = []
     for which in ("original", "compressed"):
         for rt, t in report["latency"].get(which, {}).items():
+            if t.get("median_ms") is None:  # not measured (status says why)
+                continue
             results.append(BenchResult(
                 model=which, artifact=which, runtime=rt, threads=int(t.get("threads", 1)), status="ok",
                 median_ms=t["median_ms"], p90_ms=t["p90_ms"], p99_ms=t["p99_ms"], min_ms=t["min_ms"], runs=t["runs"],

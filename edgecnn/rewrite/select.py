@@ -2,8 +2,8 @@
 
 :func:`measure_rewrites` is the per-layer latency primitive: for each candidate model (the original with
 ONE change applied) it times the original and the candidate side by side on the target runtime
-(:func:`edgecnn.latency.model_latency`, interleaved, medians) and says whether the change is faster by
-more than the measured noise. ``edgecnn rewrite --select measured`` and the compress planner use it.
+(:func:`edgecnn.bench.core.measure`, the one measuring loop, interleaved, medians) and says whether the
+change is faster by more than the measured noise. ``edgecnn rewrite --select measured`` and the compress planner use it.
 
 Example:
     >>> match_names(["conv1", "conv2", "dense"], ["conv*"], None)
@@ -49,9 +49,11 @@ class LatencyDelta:
         base_ms, rewritten_ms: medians of the original and of the candidate model.
         delta_ms: ``rewritten_ms - base_ms`` (negative: the change makes the model faster).
         spread_ms: the noise: how far apart the two medians must be to differ
-            (:func:`edgecnn.timing.median_noise`, the box-plot notches of both).
+            (:func:`edgecnn.runtimes.timing.median_noise`, the box-plot notches of both).
         faster: ``-delta_ms > spread_ms``.
         runs: timed runs of each.
+        warning: repeated measurements of either side disagreed beyond the noise
+            (:func:`edgecnn.bench.core.disagreement`), or "".
     """
 
     name: str
@@ -61,6 +63,7 @@ class LatencyDelta:
     spread_ms: float
     faster: bool
     runs: int
+    warning: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,8 +83,9 @@ def measure_rewrites(
 ) -> list[LatencyDelta]:
     """Time ``model`` against each candidate (the model with one change), pair by pair, interleaved.
 
-    The original is converted once. Each pair is timed in its own interleaved loop, so the base median
-    of each row comes from the same minutes as its candidate's.
+    The original is converted once (or given as bytes: the compress planner passes the base artifact it
+    converted once per run). Each pair is timed in its own interleaved loop, so the base median of each row
+    comes from the same minutes as its candidate's.
 
     Args:
         model: the working model (tf_keras), or its artifact bytes for ``runtime``.
@@ -98,7 +102,8 @@ def measure_rewrites(
         One :class:`LatencyDelta` per candidate, in the given order.
 
     Raises:
-        EdgecnnError: unknown runtime/quantization or a model the converter refuses.
+        EdgecnnError: unknown runtime/quantization, a model the converter refuses, or an artifact the runtime
+            cannot load or run.
 
     Example:
         >>> import tf_keras
@@ -108,18 +113,25 @@ def measure_rewrites(
         >>> [d.name for d in measure_rewrites(base, {"small": small}, runs=5)]
         ['small']
     """
-    from edgecnn.latency import convert, model_latency
-    from edgecnn.timing import median_noise
+    from edgecnn.bench.core import time_artifacts, timing_of
+    from edgecnn.export.convert import check, convert
+    from edgecnn.runtimes.timing import median_noise
 
-    base = bytes(model) if isinstance(model, (bytes, bytearray)) else convert(
-        model, runtime=runtime, quantize=quantize, calibration=calibration)
+    check(runtime, quantize)
+
+    def artifact(m: Any) -> bytes:
+        return bytes(m) if isinstance(m, (bytes, bytearray)) else convert(
+            m, runtime=runtime, quantize=quantize, calibration=calibration)
+
+    base = artifact(model)
     out = []
     for name, candidate in candidates.items():
-        t = model_latency({"base": base, "candidate": candidate}, runtime=runtime, threads=threads,
-                          quantize=quantize, calibration=calibration, warmup=warmup, budget_s=budget_s,
-                          runs=runs if budget_s is None else 100 * runs, min_runs=runs)
-        b, c = t["base"], t["candidate"]
+        t = time_artifacts({"base": base, "candidate": artifact(candidate)}, runtime=runtime, threads=threads,
+                           warmup=warmup, budget_s=budget_s, runs=runs if budget_s is None else 100 * runs,
+                           min_runs=runs)
+        b, c = timing_of(t["base"]), timing_of(t["candidate"])
         delta = c.median_ms - b.median_ms
         spread = median_noise(b, c)
-        out.append(LatencyDelta(name, b.median_ms, c.median_ms, delta, spread, -delta > spread, c.runs))
+        warning = "; ".join(f"{k}: {r.warning}" for k, r in t.items() if r.warning)
+        out.append(LatencyDelta(name, b.median_ms, c.median_ms, delta, spread, -delta > spread, c.runs, warning))
     return out

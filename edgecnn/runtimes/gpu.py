@@ -1,8 +1,9 @@
 """GPU runtimes, detected at run time: each is available or unavailable with the reason, never a crash.
 
-``detect()`` checks ONNX Runtime's CUDA and TensorRT execution providers, TensorFlow's GPU devices and
-LiteRT's GPU accelerator. A package that is missing, a provider not compiled in, or no device present
-each gives its own reason.
+The GPU rows of :data:`edgecnn.runtimes.RUNTIMES` probe through :func:`probe`: ONNX Runtime's CUDA and
+TensorRT execution providers, TensorFlow's GPU devices and LiteRT's GPU accelerator. A package that is
+missing, a provider not compiled in, or no device present each gives its own reason. ``detect(name)`` is a
+row's answer as a record.
 
 Example:
     >>> sorted(GPU_RUNTIMES)
@@ -19,8 +20,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-GPU_RUNTIMES = ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorflow-gpu", "litert-gpu")
-_ORT_PROVIDERS = {"onnxruntime-cuda": "CUDAExecutionProvider", "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
+from edgecnn.runtimes import GPU_RUNTIMES, RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,23 @@ def nvidia_device() -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
+def probe(kind: str, *args: str) -> str | None:
+    """Why a GPU runtime cannot run here (None when it can): ``kind`` is ``ort`` (with the execution
+    provider's name), ``tensorflow`` or ``litert``. Never raises for a runtime problem."""
+    checks = {"ort": _ort, "tensorflow": _tensorflow, "litert": _litert}
+    if kind not in checks:
+        raise ValueError(f"probe: Expected one of {', '.join(checks)}. Received: {kind!r}")
+    try:
+        return checks[kind](*args)
+    except Exception as exc:  # noqa: BLE001 - detection must never crash a benchmark
+        return f"detection failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 def detect(name: str) -> GpuRuntime:
     """Detect one GPU runtime by name (one of :data:`GPU_RUNTIMES`)."""
-    try:
-        if name in _ORT_PROVIDERS:
-            reason = _ort(_ORT_PROVIDERS[name])
-        elif name == "tensorflow-gpu":
-            reason = _tensorflow()
-        elif name == "litert-gpu":
-            reason = _litert()
-        else:
-            raise ValueError(f"detect: Expected one of {', '.join(GPU_RUNTIMES)}. Received: {name!r}")
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - detection must never crash a benchmark
-        reason = f"detection failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if name not in GPU_RUNTIMES:
+        raise ValueError(f"detect: Expected one of {', '.join(GPU_RUNTIMES)}. Received: {name!r}")
+    reason = RUNTIMES[name].reason()
     return GpuRuntime(name, reason is None, reason or "")
 
 

@@ -60,6 +60,13 @@ class KerasSession:
 
         self._fn = serve
         self._tf = tf
+        self.note = "" if self.threads_applied else (
+            f"TensorFlow's thread pool is fixed per process at {self.threads} threads")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's input shape."""
+        return tuple(int(d) for d in self.model.inputs[0].shape[1:])
 
     def _call(self, x: Any) -> list[np.ndarray]:
         if self.device:

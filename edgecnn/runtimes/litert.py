@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -47,10 +47,31 @@ class LiteRTSession:
             raise InputFileError(f"LiteRT cannot load {path if not isinstance(path, bytes) else 'model'}: {line}") from exc
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
+        self.threads = threads
+        self.note = ""
 
     @property
     def input_dtype(self) -> Any:
         return self.inputs[0]["dtype"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's input shape."""
+        return tuple(int(d) for d in self.inputs[0]["shape"][1:])
+
+    def invoker(self, *, batch_size: int = 1, seed: int = 0) -> Callable[[], None]:
+        """A zero-argument callable: one ``invoke`` on a fixed random input of ``batch_size`` samples, set once
+        (inputs are resized to it). The session then serves timing only: :meth:`run` expects batch 1."""
+        interp = self.interpreter
+        if batch_size != 1:
+            for d in self.inputs:
+                interp.resize_tensor_input(d["index"], [batch_size, *d["shape"][1:]])
+            interp.allocate_tensors()
+            self.inputs = interp.get_input_details()
+        for d in self.inputs:
+            x = np.random.default_rng(seed).random((batch_size, *d["shape"][1:]), dtype=np.float32)
+            interp.set_tensor(d["index"], _quantize(x, d))
+        return interp.invoke
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Float inputs (N, ...) -> list of float outputs (N, ...), one invoke per sample."""
