@@ -224,3 +224,107 @@ def test_python_api_errors_are_typed(tiny):
             edgecnn.bench({"a": tiny[0]}, runs=2, progress=False, **kwargs)
     with pytest.raises(EdgecnnError, match="not found"):
         edgecnn.bench("missing_model.tflite", progress=False)
+
+
+def test_runtime_table_drives_suffixes_availability_and_targets(artifacts, tmp_path):
+    from edgecnn.bench.targets import ALL_RUNTIMES, check_runtimes, resolve
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.runtimes import CPU_RUNTIMES, GPU_RUNTIMES, RUNTIMES, artifact_runtime, runtime_for
+
+    assert tuple(check_runtimes("all")) == ALL_RUNTIMES == tuple(RUNTIMES) == CPU_RUNTIMES + GPU_RUNTIMES
+    for row in RUNTIMES.values():
+        assert RUNTIMES[row.base].device == "cpu" and RUNTIMES[row.base].format == row.format
+        for suffix in row.suffixes:  # only CPU rows own suffixes; a file's runtime is the row that lists it
+            assert runtime_for(f"model{suffix.upper()}") == row.name
+            assert artifact_runtime(suffix) == (row.name if row.format else None)
+        if row.device == "cpu":
+            assert row.available and row.reason() is None
+    with pytest.raises(EdgecnnError, match="no runtime runs"):
+        runtime_for("model.pt")
+    # A .ort copy of the .onnx runs where its row says (onnxruntime and its GPU rows), never on litert or keras.
+    ort = tmp_path / "a.ort"
+    ort.write_bytes(artifacts["onnx"].read_bytes())
+    [target] = resolve([str(ort)])
+    assert [rt for rt in RUNTIMES if target.runs_on(rt)] == ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt"]
+    assert target.artifact("onnxruntime-cuda") == ort.read_bytes()
+
+
+def test_a_gpu_row_is_unavailable_with_its_reason_here(artifacts):
+    from edgecnn.bench.core import time_artifacts
+    from edgecnn.runtimes import GPU_RUNTIMES, RUNTIMES
+
+    if any(Path("/dev").glob("nvidia[0-9]*")):
+        pytest.skip("this machine has an NVIDIA GPU")
+    for name in GPU_RUNTIMES:
+        row = RUNTIMES[name]
+        reason = row.reason()
+        assert row.available is False and isinstance(reason, str) and len(reason) > 10, name
+    row = RUNTIMES["onnxruntime-cuda"]
+    r = time_artifacts({"a": artifacts["onnx"].read_bytes()}, runtime="onnxruntime-cuda", runs=3)["a"]
+    assert (r.status, r.reason, r.median_ms) == ("unavailable", row.reason(), None)
+    assert "CUDAExecutionProvider" in r.reason
+
+
+def _dense_tflite(tf_keras, path: Path, units: int) -> Path:
+    """A 32x32x3 -> Dense(units) model as a .tflite: its weights take 3072 * units * 4 bytes."""
+    from edgecnn.export.convert import convert
+
+    inp = tf_keras.Input((32, 32, 3))
+    model = tf_keras.Model(inp, tf_keras.layers.Dense(units)(tf_keras.layers.Flatten()(inp)))
+    path.write_bytes(convert(model, runtime="litert"))
+    return path
+
+
+def test_load_time_and_memory_do_not_depend_on_the_load_order(tf_keras, tmp_path):
+    import edgecnn.bench
+
+    small = _dense_tflite(tf_keras, tmp_path / "small.tflite", 4)  # 48 KB of weights
+    big = _dense_tflite(tf_keras, tmp_path / "big.tflite", 1024)  # 12 MB of weights
+    runs = {}
+    for order in (("small", "big"), ("big", "small")):
+        files = {"small": str(small), "big": str(big)}
+        report = edgecnn.bench({n: files[n] for n in order}, runtimes="litert", runs=3, warmup=0, progress=False,
+                               reference=False, instances=1)
+        runs[order] = {r.model: r for r in report.results}
+    for order, rows in runs.items():
+        # In one process the first load paid the runtime's set-up and the second reused freed memory, so the
+        # small model could show more than the big one; each load in its own process cannot.
+        assert rows["big"].peak_mem_mb > rows["small"].peak_mem_mb + 8, order
+        assert rows["big"].load_ms > rows["small"].load_ms, order
+    for model in ("small", "big"):
+        a, b = (runs[o][model].peak_mem_mb for o in runs)
+        assert abs(a - b) <= 0.25 * max(a, b) + 1.0, (model, a, b)  # the same model, either order
+
+
+def _spin(ms: float) -> None:
+    import time
+
+    end = time.perf_counter() + ms / 1e3
+    while time.perf_counter() < end:
+        pass
+
+
+def test_disagreement_flag_fires_on_a_busy_stretch_not_on_a_clean_series():
+    from edgecnn.bench import core
+    from edgecnn.bench.results import BenchResult
+
+    rng = np.random.default_rng(0)
+    clean = list(3.05 + 0.05 * rng.standard_normal(100))
+    assert core.disagreement({"first half": clean[:50], "second half": clean[50:]}) is None
+    assert core.disagreement({"instance 1": clean, "instance 2": [v * 1.02 for v in clean]}) is None
+    outlier = clean[:60] + [7.31] * 40  # one report's 7.31 ms where every other measurement said 3.05 ms
+    assert "disagree" in core.disagreement({"first half": outlier[:50], "second half": outlier[50:]})
+
+    # Wired into the loop: a callable that turns 3x slower halfway through the rounds gets a warning.
+    calls = {"n": 0}
+
+    def slows_down() -> None:
+        calls["n"] += 1
+        _spin(1.0 if calls["n"] < 25 else 3.0)
+
+    for fn, flagged in ((lambda: _spin(1.0), False), (slows_down, True)):
+        results = [BenchResult(model="m", artifact="m", runtime="litert", threads=1, status="ok")]
+        timings, cpu, parts = core._time_all({("m", "litert", 1): [fn]}, runs=20, warmup=0, budget_s=None,
+                                             min_runs=5, results=results)
+        core._fill(results, timings, cpu, parts)
+        assert bool(results[0].warning) == flagged, results[0].warning

@@ -165,6 +165,11 @@ def test_compress_with_data_fine_tunes_and_recipe_reproduces_the_plan(tmp_path, 
     if chosen:
         assert stages["finetune"]["status"] == "done"
         assert first["compressed"]["params"] != first["original"]["params"] or "separable" in " ".join(chosen)
+    # The benchmark stage measures through edgecnn bench's loop: each entry has its status and reference ratio.
+    for which in ("original", "compressed"):
+        entry = first["latency"][which]["litert"]
+        assert entry["status"] == "ok" and entry["ratio_to_reference"] > 0 and entry["median_ms"] > 0, entry
+        assert isinstance(entry["warning"], str) and entry["runs"] >= 10
     again = compress(str(digits_cnn), outdir=tmp_path / "b", data="digits", recipe=str(tmp_path / "a" / "recipe.toml"),
                      quiet=True).report
     assert [c["id"] for c in again["plan"]["candidates"] if c["chosen"]] == chosen
@@ -308,3 +313,29 @@ def test_fixed_plan_takes_precision_ids_as_the_report_writes_them(tmp_path, digi
         compress(str(digits_cnn), outdir=tmp_path / "bad", data="digits", quiet=True,
                  recipe=_recipe_file(tmp_path, **{"plan.fixed": ["prune:0.5", "float:conv9@prune:0.5"]}))
     assert not (tmp_path / "bad").exists()  # the folder this run created is gone, checkpoint and all
+
+
+def test_base_artifact_is_converted_once_and_reused_from_the_checkpoint(tmp_path, digits_cnn):
+    import edgecnn
+    from edgecnn.export.convert import convert
+    from edgecnn.pipeline.artifacts import base_artifact
+    from edgecnn.pipeline.context import Context
+    from edgecnn.pipeline.recipe import TARGETS
+
+    model = edgecnn.load(str(digits_cnn))
+
+    def context(original, state=None):
+        ctx = Context(source=str(digits_cnn), name="d", outdir=tmp_path, recipe=load_recipe("mobile"),
+                      target=TARGETS["litert-fp32"], data_spec=None, key="k", original=original)
+        ctx.state = json.loads(json.dumps(state or {}))  # as a checkpoint stores it
+        return ctx
+
+    ctx = context(model)
+    first = base_artifact(ctx)
+    assert base_artifact(ctx) is first and first == convert(model, runtime="litert")
+    # A resumed run reads it back (no model to convert from: a conversion would fail) when its sha256 matches.
+    assert base_artifact(context(None, ctx.state)) == first
+    (tmp_path / ".edgecnn" / "base" / "litert-none.bin").write_bytes(b"TFL3 tampered")
+    with pytest.raises(EdgecnnError, match="conversion"):
+        base_artifact(context(None, ctx.state))  # a changed file is never used: it would be converted afresh
+    assert base_artifact(context(model, ctx.state)) == first
