@@ -317,10 +317,11 @@ def test_disagreement_flag_fires_on_a_busy_stretch_not_on_a_clean_series():
 
     # Wired into the loop: a callable that turns 3x slower halfway through the rounds gets a warning.
     calls = {"n": 0}
+    halfway = 3 + 10 * (core.WARM_CALLS + 2)  # 3 calls size the slot (2 timed calls of 1 ms), 10 of 20 rounds
 
     def slows_down() -> None:
         calls["n"] += 1
-        _spin(1.0 if calls["n"] < 25 else 3.0)
+        _spin(1.0 if calls["n"] <= halfway else 3.0)
 
     for fn, flagged in ((lambda: _spin(1.0), False), (slows_down, True)):
         results = [BenchResult(model="m", artifact="m", runtime="litert", threads=1, status="ok")]

@@ -7,10 +7,10 @@ warnings.
 
 How a round is timed: every session (``instances`` per (model, runtime, threads), and the reference model on
 each (runtime, threads)) gets one *slot* per round, in a fresh shuffled order, so a busy machine's drift hits
-all of them alike. The slot before ran another session, whose weights
-took the caches, and LiteRT's own benchmark tool (like any app) runs one model back to back. Then it makes
-:data:`WARM_CALLS` untimed calls and ``n`` timed calls (``n`` so that a slot lasts at least :data:`MIN_SAMPLE_MS`) and records their median (wall
-time) and their process CPU time per call. A round's figure for a key is the mean over its instances.
+all of them alike. A slot makes :data:`WARM_CALLS` untimed calls first (the slot before ran another session,
+whose weights took the caches, while LiteRT's own benchmark tool, like an app, runs one model back to back),
+then ``n`` timed calls (``n`` so that a slot lasts at least :data:`MIN_SAMPLE_MS`), and records their median
+(wall time) and their process CPU time per call. A round's figure for a key is the mean over its instances.
 
 Repeated measurements of one model (its instances, the first and second half of the rounds) that disagree
 beyond the noise and :data:`REPEAT_TOLERANCE` put a ``warning`` on the result (see :func:`disagreement`).

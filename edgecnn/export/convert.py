@@ -52,10 +52,8 @@ def check(runtime: str, quantize: str) -> Any:
 
     row = RUNTIMES.get(runtime)
     if row is None or row.format not in CONVERTERS:
-        names = ", ".join(CONVERT_RUNTIMES)
-        what = "unknown runtime" if row is None else "runs no converted artifact"
-        raise EdgecnnError(f"{'unknown runtime ' + repr(runtime) if row is None else f'runtime {runtime!r} ' + what}: "
-                           f"Expected one of {names}. Received: {runtime!r}")
+        what = f"unknown runtime {runtime!r}" if row is None else f"runtime {runtime!r} runs no converted artifact"
+        raise EdgecnnError(f"{what}: Expected one of {', '.join(CONVERT_RUNTIMES)}. Received: {runtime!r}")
     if quantize not in QUANT_MODES:
         raise EdgecnnError(f"unknown quantization {quantize!r} for latency: Expected one of "
                            f"{', '.join(QUANT_MODES)}. Received: {quantize!r}")
