@@ -11,6 +11,9 @@ every round runs, in a fresh shuffled order, three separate processes per file:
   slots, as a user runs it);
 - a plain ``Interpreter.invoke()`` loop (the runtime edgecnn uses, without any harness).
 
+An ``edgecnn bench`` run that flags its own result (repeated measurements disagree: the machine was busy
+during part of it) is rerun, at most twice, as the warning advises; the table counts the reruns.
+
 Medians over rounds of each process's median; the ratio is edgecnn bench / tool. The table goes into
 docs/bench.md (the section between the markers is replaced).
 
@@ -138,7 +141,7 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-vs-tool-"))
     workdir.mkdir(parents=True, exist_ok=True)
     files = build(workdir)
-    got: dict[str, dict[str, list]] = {n: {"tool": [], "bench": [], "plain": [], "load": [], "mem": [], "warn": []}
+    got: dict[str, dict[str, list]] = {n: {"tool": [], "bench": [], "plain": [], "load": [], "mem": [], "warn": [], "reruns": 0}
                                        for n in files}
     rng = np.random.default_rng(0)
     jobs = [(n, kind) for n in files for kind in ("tool", "bench", "plain")]
@@ -150,8 +153,13 @@ def main() -> None:
                 got[name]["tool"].append(tool(path, args.threads, args.tool_runs))
             elif kind == "plain":
                 got[name]["plain"].append(plain(path, args.threads, args.tool_runs))
-            else:
+            else:  # a run edgecnn flags (repeated measurements disagree: a busy stretch) is rerun, as it advises
                 row = bench(path, args.threads, workdir / "bench.json")
+                for _ in range(2):
+                    if not row.get("warning"):
+                        break
+                    got[name]["reruns"] += 1
+                    row = bench(path, args.threads, workdir / "bench.json")
                 got[name]["bench"].append(row["median_ms"])
                 got[name]["load"].append(row["load_ms"])
                 got[name]["mem"].append(row["peak_mem_mb"])
@@ -167,22 +175,25 @@ def main() -> None:
              "plain `Interpreter.invoke()` loop. Figures are medians over the rounds of each process's median "
              "(ms per inference, batch 1).", "",
              "| file | size | tool median ms | edgecnn bench median ms | bench / tool | within 3% | plain loop ms "
-             "| bench / plain | tool - plain, us | bench load ms (min-max) | bench peak MB (min-max) | flagged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| bench / plain | tool - plain, us | bench load ms (min-max) | bench peak MB (min-max) | flagged, rerun "
+             "| still flagged |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, g in got.items():
         t, b, p = med(g["tool"]), med(g["bench"]), med(g["plain"])
         ratio = b / t
         lines.append(f"| {name} | {files[name].stat().st_size / 1024:,.0f} KB | {t:.4f} | {b:.4f} | {ratio:.3f} | "
                      f"{'yes' if abs(ratio - 1) <= 0.03 else 'no'} | {p:.4f} | {b / p:.3f} | {1e3 * (t - p):+.1f} | "
                      f"{min(g['load']):.1f}-{max(g['load']):.1f} | {min(g['mem']):.2f}-{max(g['mem']):.2f} | "
-                     f"{sum(g['warn'])}/{len(g['warn'])} |")
+                     f"{g['reruns']} | {sum(g['warn'])}/{len(g['warn'])} |")
     stats = {n: (med(g["tool"]), med(g["bench"]), med(g["plain"])) for n, g in got.items()}
     over = [n for n, (t, b, p) in stats.items() if abs(b / t - 1) > 0.03]
     gap = [1e3 * (t - p) for t, b, p in stats.values()]
     worst_plain = max(abs(b / p - 1) for t, b, p in stats.values())
+    near_plain = sum(abs(b / p - 1) <= 0.03 for t, b, p in stats.values())
     lines += ["", f"Within 3% of the tool: {len(stats) - len(over)} of {len(stats)} files"
               + (f" (not: {', '.join(over)})" if over else "") + f". edgecnn bench times `Interpreter.invoke()`; "
-              f"it is within {100 * worst_plain:.1f}% of the plain `Interpreter` loop on every file. The tool calls "
+              f"it is within 3% of the plain `Interpreter` loop on {near_plain} of {len(stats)} files (at most "
+              f"{100 * worst_plain:.1f}% apart). The tool calls "
               f"LiteRT's `CompiledModel.run_by_name` with dicts of buffers, which costs {min(gap):+.1f} to "
               f"{max(gap):+.1f} us per inference more than `invoke()` here (column tool - plain): within the noise "
               "of models above about 0.1 ms, but 8-15% of a 0.01-0.04 ms model, where the tool's median is its "

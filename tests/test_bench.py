@@ -105,7 +105,7 @@ def test_artifacts_run_on_their_runtime_and_files_are_untouched(artifacts, tmp_p
 
 def test_gpu_runtimes_are_listed_with_a_reason_never_skipped(tiny):
     import edgecnn.bench
-    from edgecnn.runtimes.gpu import GPU_RUNTIMES
+    from edgecnn.runtimes import GPU_RUNTIMES
 
     report = edgecnn.bench({"a": tiny[0]}, runtimes="all", runs=3, warmup=0, progress=False)
     rows = {r.runtime: r for r in report.results}

@@ -117,7 +117,7 @@ def bench(
         base = load_baseline(against)
         check_model_set(base, [t.name for t in targets])
         targets += baseline_targets(base, names)
-    from edgecnn.runtimes.gpu import detect_all
+    from edgecnn.runtimes import detect_all
 
     gpu = [g.as_dict() for g in detect_all()]
     with pinned(prof.cores if prof else None) as cores:

@@ -19,6 +19,9 @@ Example:
     ('litert', 'tflite', None)
     >>> for_format("onnx").name, CONVERT_RUNTIMES
     ('onnxruntime', ('litert', 'onnxruntime'))
+    >>> g = detect("onnxruntime-tensorrt")
+    >>> g.name, isinstance(g.available, bool), bool(g.available or g.reason)
+    ('onnxruntime-tensorrt', True, True)
 """
 from __future__ import annotations
 
@@ -177,3 +180,28 @@ def runtime_for(path: str | Path) -> str:
             return r.name
     known = ", ".join(s for r in _ROWS for s in r.suffixes)
     raise EdgecnnError(f"no runtime runs {Path(path).name}: Expected one of {known}. Received: {suffix!r}")
+
+
+@dataclass(frozen=True)
+class GpuRuntime:
+    """Whether a GPU runtime can run here, and why not."""
+
+    name: str
+    available: bool
+    reason: str  # why unavailable ("" when available)
+
+    def as_dict(self) -> dict:
+        return {"runtime": self.name, "available": self.available, "reason": self.reason}
+
+
+def detect(name: str) -> GpuRuntime:
+    """A GPU row's availability as a record (one of :data:`GPU_RUNTIMES`)."""
+    if name not in GPU_RUNTIMES:
+        raise ValueError(f"detect: Expected one of {', '.join(GPU_RUNTIMES)}. Received: {name!r}")
+    reason = RUNTIMES[name].reason()
+    return GpuRuntime(name, reason is None, reason or "")
+
+
+def detect_all() -> list[GpuRuntime]:
+    """Every GPU runtime, in :data:`GPU_RUNTIMES` order."""
+    return [detect(n) for n in GPU_RUNTIMES]

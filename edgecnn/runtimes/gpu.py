@@ -2,15 +2,14 @@
 
 The GPU rows of :data:`edgecnn.runtimes.RUNTIMES` probe through :func:`probe`: ONNX Runtime's CUDA and
 TensorRT execution providers, TensorFlow's GPU devices and LiteRT's GPU accelerator. A package that is
-missing, a provider not compiled in, or no device present each gives its own reason. ``detect(name)`` is a
-row's answer as a record.
+missing, a provider not compiled in, or no device present each gives its own reason.
+:func:`edgecnn.runtimes.detect` gives a row's answer as a record. (This module imports nothing of
+``edgecnn.runtimes``: the table imports it.)
 
 Example:
-    >>> sorted(GPU_RUNTIMES)
-    ['litert-gpu', 'onnxruntime-cuda', 'onnxruntime-tensorrt', 'tensorflow-gpu']
-    >>> r = detect("onnxruntime-tensorrt")
-    >>> r.name, isinstance(r.available, bool), bool(r.available or r.reason)
-    ('onnxruntime-tensorrt', True, True)
+    >>> r = probe("ort", "TensorrtExecutionProvider")
+    >>> r is None or "TensorrtExecutionProvider" in r or "onnxruntime" in r
+    True
 """
 from __future__ import annotations
 
@@ -18,21 +17,6 @@ import functools
 import glob
 import importlib.util
 import os
-from dataclasses import dataclass
-
-from edgecnn.runtimes import GPU_RUNTIMES, RUNTIMES
-
-
-@dataclass(frozen=True)
-class GpuRuntime:
-    """Whether a GPU runtime can run here, and why not."""
-
-    name: str
-    available: bool
-    reason: str  # why unavailable ("" when available)
-
-    def as_dict(self) -> dict:
-        return {"runtime": self.name, "available": self.available, "reason": self.reason}
 
 
 def nvidia_device() -> str | None:
@@ -53,19 +37,6 @@ def probe(kind: str, *args: str) -> str | None:
         return checks[kind](*args)
     except Exception as exc:  # noqa: BLE001 - detection must never crash a benchmark
         return f"detection failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-def detect(name: str) -> GpuRuntime:
-    """Detect one GPU runtime by name (one of :data:`GPU_RUNTIMES`)."""
-    if name not in GPU_RUNTIMES:
-        raise ValueError(f"detect: Expected one of {', '.join(GPU_RUNTIMES)}. Received: {name!r}")
-    reason = RUNTIMES[name].reason()
-    return GpuRuntime(name, reason is None, reason or "")
-
-
-def detect_all() -> list[GpuRuntime]:
-    """Every GPU runtime, in :data:`GPU_RUNTIMES` order."""
-    return [detect(n) for n in GPU_RUNTIMES]
 
 
 def _ort(provider: str) -> str | None:
