@@ -165,7 +165,7 @@ def fidelity(data: bytes, x: np.ndarray, ref: np.ndarray) -> tuple[float, float]
 
 def plain(model, *, mode: str, calibration=None) -> bytes:
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
 
     with muted(1, 2):
         return to_tflite(model, mode=QuantMode.parse(mode), calibration=calibration)
@@ -221,7 +221,7 @@ def measure(name: str, cache: Path, work: Path, log) -> dict:
     import edgecnn
     from edgecnn.latency import model_latency
     from edgecnn.profiles import pinned
-    from edgecnn.quantize import synthetic_calibration
+    from edgecnn.export.quantize import synthetic_calibration
 
     spec = MODELS[name]
     path = model_file(name, cache, log)

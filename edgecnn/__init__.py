@@ -76,8 +76,8 @@ def rewrite(model: Any, **options: Any) -> Any:
 
 
 def quantize_aware(model: Any, **options: Any) -> Any:
-    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.qat.quantize_aware`."""
-    from edgecnn.qat import quantize_aware as _qat
+    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.export.qat.quantize_aware`."""
+    from edgecnn.export.qat import quantize_aware as _qat
 
     return _qat(model, **options)
 

@@ -116,7 +116,7 @@ def export(
     from edgecnn.export import export as run_export
     from edgecnn.export import parse_formats
     from edgecnn.files import guarded_outdir
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
 
     QuantMode.parse(quantize)  # fail fast, before loading the model
     parse_formats(fmt)
@@ -183,7 +183,7 @@ def quantize(
         from edgecnn.analysis import fixed_input_shape
         from edgecnn.data import split_data
         from edgecnn.export import export as run_export
-        from edgecnn.qat import quantize_aware
+        from edgecnn.export.qat import quantize_aware
 
         heldout = split_data(data, input_shape=fixed_input_shape(working))
         train, test = heldout.train, heldout.test

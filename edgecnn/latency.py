@@ -32,7 +32,7 @@ def convert(model: Any, *, runtime: str = "litert", quantize: str = "none",
     """The artifact bytes (.tflite or .onnx) of ``model`` for ``runtime``; int8 calibrates on ``calibration``
     (default: 64 synthetic uniform [0, 1) inputs, good enough for timing, not for accuracy)."""
     from edgecnn._tf import muted
-    from edgecnn.quantize import QuantMode, synthetic_calibration
+    from edgecnn.export.quantize import QuantMode, synthetic_calibration
 
     _check(runtime, quantize)
     mode = QuantMode.parse(quantize)

@@ -34,7 +34,7 @@ from typing import Any, Sequence, Iterator
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, first_line
-from edgecnn.quantize import QuantMode, configure_tflite, representative_dataset
+from edgecnn.export.quantize import QuantMode, configure_tflite, representative_dataset
 
 __all__ = ["BudgetResult", "int8_within_budget", "accuracy", "check_inputs", "check_labelled"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.quantize import QuantMode
+from edgecnn.export.quantize import QuantMode
 
 DEFAULT_OPSET = 17
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.quantize import QuantMode, configure_tflite
+from edgecnn.export.quantize import QuantMode, configure_tflite
 
 log = logging.getLogger(__name__)
 

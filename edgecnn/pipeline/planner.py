@@ -395,7 +395,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     ref = keras_outputs(model, x_val)[0] if x_val is not None else None
     base_acc = float(np.mean(np.argmax(ref, -1) == y_val)) if (ref is not None and y_val is not None) else None
     from edgecnn._tf import muted
-    from edgecnn.quantize import synthetic_calibration
+    from edgecnn.export.quantize import synthetic_calibration
 
     cal = calibration if calibration is not None else synthetic_calibration(
         tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)

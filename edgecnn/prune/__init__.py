@@ -160,7 +160,7 @@ def fine_tune(student: Any, teacher: Any, train: Any, *, epochs: int, batch_size
 def _gzip_sizes(dense: Any, pruned: Any) -> dict:
     from edgecnn.export.tflite import to_tflite
     from edgecnn.io import save
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
     from edgecnn._tf import muted
 
     import warnings

@@ -336,7 +336,7 @@ def quantize_aware(
                            f"y_val={'set' if y_val is not None else None}")
     from edgecnn.export.budget import accuracy, check_labelled
     from edgecnn.export.validate import keras_outputs
-    from edgecnn.quantize import IO_TYPES, QuantMode, configure_tflite
+    from edgecnn.export.quantize import IO_TYPES, QuantMode, configure_tflite
 
     if io not in IO_TYPES:
         raise EdgecnnError(f"unknown io {io!r}: Expected one of {', '.join(IO_TYPES)}. Received: {io!r}")
