@@ -225,7 +225,7 @@ def _has_batchnorm(model: Any) -> bool:
 
 
 def _as_inputs(model: Any, x: Any, what: str) -> list[np.ndarray]:
-    from edgecnn.export.budget import check_inputs
+    from edgecnn.data.checks import check_inputs
 
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != len(model.inputs):
@@ -333,7 +333,7 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
     xs = _as_inputs(teacher, x, "distillation data")
     _as_inputs(student, xs, "distillation data")
     if labelled:
-        from edgecnn.export.budget import check_labelled
+        from edgecnn.data.checks import check_labelled
 
         y = check_labelled(SimpleNamespace(inputs=teacher.inputs[:1], outputs=teacher.outputs),
                            xs[0], y, what="distillation data")[1]
@@ -375,7 +375,9 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
     val_t = targets(xs_val, y_val) if xs_val is not None else None
     teacher_acc = None
     if xs_val is not None and labelled:
-        teacher_acc = float(np.mean(np.argmax(val_t[:, :-1], axis=1) == y_val))
+        from edgecnn.data.checks import top1_accuracy
+
+        teacher_acc = top1_accuracy(val_t[:, :-1], y_val)
 
     losses = [_loss_fn(classifier=c, labelled=labelled and i == 0, softmax=s, temperature=float(temperature),
                        alpha=float(alpha)) for i, (c, s) in enumerate(zip(classifier, s_softmax))]
@@ -421,7 +423,9 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
             history[key] = [float(v) for v in values]
     val_acc = None
     if xs_val is not None and labelled:
-        val_acc = float(np.mean(np.argmax(_predict(student, xs_val, batch_size)[0], axis=1) == y_val))
+        from edgecnn.data.checks import top1_accuracy
+
+        val_acc = top1_accuracy(_predict(student, xs_val, batch_size)[0], y_val)
     return DistillResult(model=student, epochs_run=len(fit.history.get("loss", [])), best_epoch=max(best.best_epoch, 0),
                          history=history, val_accuracy=val_acc, teacher_val_accuracy=teacher_acc,
                          seconds=time.perf_counter() - start, batchnorm_refreshed=refresh or bn_refreshed)

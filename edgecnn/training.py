@@ -127,7 +127,7 @@ def repair_stale_batchnorm(model: Any, train: Any, *, points: float = STALE_BN_P
         ``(model or repaired copy, info)``; ``info`` is None without BatchNorm layers or labels, else a dict
         with ``stale``, ``train_accuracy_as_given`` and ``train_accuracy_reestimated``.
     """
-    from edgecnn.heldout import top1_accuracy
+    from edgecnn.data import top1_accuracy
 
     if train is None or train.y is None or not any(_is_bn(layer) for layer in model.layers):
         return model, None

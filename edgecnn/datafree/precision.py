@@ -71,8 +71,9 @@ def proxy(data: bytes, x: np.ndarray, reference: np.ndarray) -> tuple[Optional[f
     from edgecnn.runtimes.litert import LiteRTSession
 
     got = LiteRTSession(data).run(x)[0]
-    agreement = float(np.mean(np.argmax(got, -1) == np.argmax(reference, -1))) if reference.ndim == 2 and \
-        reference.shape[1] > 1 else None
+    from edgecnn.data.checks import top1_accuracy
+
+    agreement = top1_accuracy(got, np.argmax(reference, -1)) if reference.ndim == 2 and reference.shape[1] > 1 else None
     return agreement, float(snr_db(reference, got))
 
 

@@ -264,13 +264,13 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
     else:
         sizes = _gzip_sizes(working, pruned)
     if heldout is not None and heldout.on_training_data:
-        from edgecnn.heldout import EVAL_ON_TRAIN_NOTE
+        from edgecnn.data import EVAL_ON_TRAIN_NOTE
 
         notes.append(EVAL_ON_TRAIN_NOTE)
     after = accuracy(pruned, test)
     budget = None
     if max_accuracy_drop is not None:
-        from edgecnn.heldout import budget_outcome
+        from edgecnn.data import budget_outcome
 
         budget = budget_outcome(before, after, max_drop=max_accuracy_drop, hint=PRUNE_HINT)
     return PruneResult(model=pruned, method=method, layers=rows, params_before=int(working.count_params()),
