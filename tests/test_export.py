@@ -10,7 +10,8 @@ import pytest
 import edgecnn
 from edgecnn.errors import DataError, EdgecnnError, InputFileError
 from edgecnn.export import FORMATS, export
-from edgecnn.export.validate import TOLERANCES, compare, keras_outputs, validate_artifact
+from edgecnn.export.validate import TOLERANCES, compare, validate_artifact
+from edgecnn.runtimes.keras import keras_outputs
 from edgecnn.export.quantize import QuantMode, SyntheticCalibrationWarning
 
 from conftest import MODELS, small_cnn

@@ -349,7 +349,7 @@ def _channel_stats(model: Any, pairs: list[Pair], x: np.ndarray) -> dict[tuple[s
 
 def max_rel_diff(a: Any, b: Any, x: np.ndarray) -> float:
     """max |a(x) - b(x)| / max |a(x)| over every output (the float check of an equalized model)."""
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     ra, rb = keras_outputs(a, x), keras_outputs(b, x)
     scale = max(max(float(np.abs(r).max()) for r in ra), 1e-12)

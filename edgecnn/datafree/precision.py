@@ -92,7 +92,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     from edgecnn.datafree.calibrate import Int8Builder, layer_of
     from edgecnn.datafree.slim import slim_names
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.export.quantize import QuantMode
 
     unknown = [k for k in kinds if k not in KINDS]

@@ -229,7 +229,7 @@ def synthesize(
     x = (lo + width * np.concatenate(parts)).astype(np.float32)
     agreement = None
     if classify:
-        from edgecnn.export.validate import keras_outputs
+        from edgecnn.runtimes.keras import keras_outputs
 
         from edgecnn.data.checks import top1_accuracy
 

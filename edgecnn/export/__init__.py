@@ -155,7 +155,8 @@ def export(
     for n in names:  # overrides are checked before any conversion
         FORMATS[n].tolerance(mode).with_overrides(min_agreement=min_agreement, min_snr_db=min_snr_db)
     from edgecnn.export.samples import choose_samples
-    from edgecnn.export.validate import check_finite_weights, keras_outputs
+    from edgecnn.export.validate import check_finite_weights
+    from edgecnn.runtimes.keras import keras_outputs
 
     shape = _input_shape(model)
     if hasattr(model, "layers"):

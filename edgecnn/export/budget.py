@@ -255,7 +255,7 @@ def int8_within_budget(
     x_val, y_val = check_labelled(model, x_val, y_val, what="x_val")
 
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     keras_acc = top1_accuracy(keras_outputs(model, x_val)[0], y_val)
     search = _Search(model, calibration, io=io) if float_layers else None

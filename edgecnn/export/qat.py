@@ -335,7 +335,7 @@ def quantize_aware(
                            f"Received: x_val={'set' if x_val is not None else None}, "
                            f"y_val={'set' if y_val is not None else None}")
     from edgecnn.data.checks import check_labelled, top1_accuracy
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.export.quantize import IO_TYPES, QuantMode, configure_tflite
 
     if io not in IO_TYPES:

@@ -182,16 +182,6 @@ def compare(reference: list[np.ndarray], got: list[np.ndarray], *, labels: Optio
     return v
 
 
-def keras_outputs(model: Any, x: np.ndarray, *, batch: int = 64) -> list[np.ndarray]:
-    """The Keras model's outputs on ``x`` as a list of float arrays."""
-    parts: list[list[np.ndarray]] = []
-    for start in range(0, len(x), batch):
-        out = model(x[start:start + batch], training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        parts.append([np.asarray(o, dtype=np.float32) for o in out])
-    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
-
-
 def check_finite_weights(model: Any) -> None:
     """Refuse a model with NaN or Inf in any weight (its outputs, and any artifact of it, are meaningless).
 

@@ -389,7 +389,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     """
     from edgecnn.analysis import analyze
     from edgecnn.latency import convert
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     base_params = analyze(model).total_params
     ref = keras_outputs(model, x_val)[0] if x_val is not None else None

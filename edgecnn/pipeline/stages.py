@@ -47,7 +47,7 @@ def accuracy_on(model: Any, data: Any) -> Optional[float]:
     if data is None or data.y is None:
         return None
     from edgecnn.data import top1_accuracy
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     return top1_accuracy(keras_outputs(model, data.x)[0], data.y)
 

@@ -204,7 +204,7 @@ def _accuracy(model: Any, ds: Any) -> Optional[float]:
     if len(model.outputs) != 1 or len(out) != 2 or (out[-1] or 0) < 2:
         return None
     from edgecnn.data.checks import check_labelled, top1_accuracy
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     x, y = check_labelled(model, ds.x, ds.y, what="rewrite data")
     return top1_accuracy(keras_outputs(model, x)[0], y)
