@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, UnsupportedModelError, first_line
+from edgecnn.graph import producer
 from edgecnn.training import STRATEGIES, make_strategy, recalibrate_batchnorm
 
 __all__ = ["DistillResult", "distill", "STRATEGIES", "make_strategy", "recalibrate_batchnorm"]
@@ -86,7 +87,7 @@ class DistillResult:
 
 def _ends_in_softmax(model: Any, index: int) -> bool:
     tensor = model.outputs[index]
-    layer = tensor._keras_history[0] if hasattr(tensor, "_keras_history") else model.layers[-1]
+    layer = producer(tensor) or model.layers[-1]
     layer = getattr(layer, "layer", layer)  # a tfmot wrapper
     if type(layer).__name__ == "Softmax":
         return True

@@ -210,8 +210,24 @@ class ModelGraph:
         return list(self._consumers.get(name, []))
 
 
-def _input_name(t: Any) -> str:
+def producer(t: Any) -> Any:
+    """The layer that produced Keras tensor ``t`` (either Keras version), or None for a plain tensor.
+
+    >>> import tf_keras
+    >>> inp = tf_keras.Input((2,), name="x")
+    >>> out = tf_keras.layers.Dense(1, name="d")(inp)
+    >>> producer(out).name, producer(inp).name, producer(object())
+    ('d', 'x', None)
+    """
     hist = getattr(t, "_keras_history", None)
-    if hist is not None:
-        return hist[0].name
-    return getattr(t, "name", "input")
+    return hist[0] if hist is not None else None
+
+
+def output_layer_names(model: Any) -> set[str]:
+    """Names of the layers that produce ``model``'s outputs."""
+    return {producer(t).name for t in model.outputs}
+
+
+def _input_name(t: Any) -> str:
+    layer = producer(t)
+    return layer.name if layer is not None else getattr(t, "name", "input")

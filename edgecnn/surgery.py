@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from edgecnn.errors import UnsupportedModelError
-from edgecnn.graph import NodeView, fill_in, is_model, iter_nodes, model_inputs, model_outputs
+from edgecnn.graph import NodeView, fill_in, is_model, iter_nodes, model_inputs, model_outputs, producer
 
 
 @dataclass
@@ -117,7 +117,7 @@ def rebuild(
     tensors: dict[int, Any] = {}
     new_inputs = []
     for t in model_inputs(model):
-        layer = t._keras_history[0]
+        layer = producer(t)
         names.add(layer.name)
         new = tf_keras.Input(shape=tuple(t.shape[1:]), batch_size=t.shape[0], dtype=t.dtype, name=layer.name)
         tensors[id(t)] = new
@@ -155,7 +155,7 @@ def rebuild(
             tensors[id(old)] = new
             if downstream:
                 changed.add(id(new))
-                layer = getattr(new, "_keras_history", [None])[0]
+                layer = producer(new)
                 if _is_batchnorm(layer) and layer not in stale:
                     stale.append(layer)
     outputs = [tensors[id(t)] for t in model_outputs(model)]

@@ -47,6 +47,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, ValidationError
+from edgecnn.graph import output_layer_names
 
 __all__ = ["Equalized", "Pair", "equalize", "find_pairs", "max_rel_diff"]
 
@@ -136,7 +137,7 @@ def find_pairs(model: Any) -> list[Pair]:
     for node in graph.nodes:
         calls[node.layer.name] = calls.get(node.layer.name, 0) + 1
     layers = {layer.name: layer for layer in model.layers}
-    outputs = {t._keras_history[0].name for t in model.outputs}
+    outputs = output_layer_names(model)
     pairs: list[Pair] = []
     for name, layer in layers.items():
         cls = _type(layer)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.graph import output_layer_names
 from edgecnn.pipeline.recipe import TARGETS
 
 SIZE_GAIN = 0.2
@@ -85,7 +86,7 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
     stats = analyze(model)
     out: list[Candidate] = []
     kinds = recipe["rewrite"]["kinds"] if recipe["rewrite"]["enabled"] else []
-    output_layers = {t._keras_history[0].name for t in model.outputs}
+    output_layers = output_layer_names(model)
 
     head = _flatten_dense(model) if "gap-head" in kinds else None
     if head is not None:
