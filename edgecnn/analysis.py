@@ -64,6 +64,9 @@ def bottleneck_params(*, kernel: tuple[int, ...], c_in: int, c_out: int, use_bia
     return c_in * r + prod(kernel) * r * c_out + ((r + c_out) if use_bias else 0)
 
 
+_GRAPH_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput", "Conv3D"}
+
+
 @dataclass
 class LayerStats:
     """One row of the inspect table."""
@@ -172,7 +175,7 @@ def analyze(model: Any) -> ModelStats:
     from edgecnn.savedmodel import GraphModel
 
     if isinstance(model, GraphModel):
-        return model.analyze()
+        return _analyze_graph(model)
     input_shapes = [list(t.shape)[1:] for t in model.inputs]
     if any(d is None for s in input_shapes for d in s):
         raise ShapeMismatchError(
@@ -292,3 +295,42 @@ def _summarize(name: str, input_shape: list, rows: list[LayerStats], *, trainabl
         total_activation_bytes=sum(r.activation_bytes for r in rows),
         by_type=by_type,
     )
+
+
+def _analyze_graph(model: Any) -> "ModelStats":
+    """The inspect table of a graph-only SavedModel: one row per convolution or matmul op of its frozen
+    serving graph."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    shape = [None if d is None else int(d) for d in model.inputs[0].shape][1:]
+    if any(d is None for d in shape):
+        raise ShapeMismatchError(
+            f"the SavedModel input has unknown dimensions {tuple(shape)}: Expected a fixed H,W,C to count "
+            "MACs; export the model with a fixed input shape"
+        )
+    frozen = convert_variables_to_constants_v2(model.function)
+    rows = []
+    for op in frozen.graph.get_operations():
+        if op.type not in _GRAPH_OPS:
+            continue
+        out = [None if d is None else int(d) for d in op.outputs[0].shape]
+        w = [int(d) for d in op.inputs[1].shape]
+        if op.type in ("Conv2D", "Conv3D"):
+            macs = conv_macs(out_hw=tuple(out[1:-1]), kernel=tuple(w[:-2]), c_in=w[-2], c_out=w[-1])
+        elif op.type == "DepthwiseConv2dNative":
+            macs = depthwise_macs(out_hw=tuple(out[1:-1]), kernel=tuple(w[:2]), c_in=w[2], multiplier=w[3])
+        elif op.type == "Conv2DBackpropInput":
+            inp = [int(d) for d in op.inputs[2].shape]
+            macs = inp[1] * inp[2] * inp[3] * w[0] * w[1] * w[2]
+        else:
+            macs = w[0] * w[1]
+        params = 1
+        for d in w:
+            params *= d
+        act = 4
+        for d in out[1:]:
+            act *= d
+        rows.append(LayerStats(op.name, op.type, out, params, macs, act))
+    stats = _summarize(model.name, shape, rows, trainable=model.count_params())
+    stats.total_params = model.count_params()
+    return stats
