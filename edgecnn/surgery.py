@@ -94,7 +94,7 @@ def rebuild(
     BatchNormalization downstream of a replacement holds stale moving statistics: in inference mode such
     a model can fall to chance level although its weights are fine. With ``bn_data`` (training inputs,
     never test data) those statistics are re-estimated here, where the change is made, so no caller can
-    forget it (:func:`edgecnn.training.recalibrate_batchnorm`); the other BatchNorms keep theirs.
+    forget it (:func:`edgecnn.batchnorm.recalibrate_batchnorm`); the other BatchNorms keep theirs.
 
     Args:
         model: a flat tf_keras functional model (the working model from :func:`edgecnn.load`).
@@ -166,7 +166,7 @@ def rebuild(
     )
     new_model._edgecnn_stale_bn = tuple(layer.name for layer in stale)
     if bn_data is not None and stale:
-        from edgecnn.training import recalibrate_batchnorm
+        from edgecnn.batchnorm import recalibrate_batchnorm
 
         recalibrate_batchnorm(new_model, bn_data, layers=stale)
         new_model._edgecnn_stale_bn = ()
