@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from edgecnn.pipeline.context import Context, StageRecord
 from edgecnn.pipeline import planner
+from edgecnn.profiles import profile_threads
 
 
 def floors(recipe: dict) -> dict:
@@ -25,21 +26,6 @@ def floors(recipe: dict) -> dict:
 
 class BudgetExceeded(Exception):
     """Internal: the compressed artifact lost more accuracy than the budget allows."""
-
-
-@contextlib.contextmanager
-def pinned(profile: str) -> Iterator[int]:
-    """Run the block as the runtime profile says (``edgecnn.profiles``): yields its thread count; ``mobile-1t``
-    pins the process to one core. No profile: one thread, no pinning."""
-    from edgecnn.profiles import get_profile
-    from edgecnn.profiles import pinned as pin
-
-    if not profile:
-        yield 1
-        return
-    spec = get_profile(profile)
-    with pin(spec.cores):
-        yield int(spec.threads[0])
 
 
 def accuracy_on(model: Any, data: Any) -> Optional[float]:
@@ -128,7 +114,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": False}
         rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
         return
-    with pinned(recipe["runtime_profile"]) as threads:
+    with profile_threads(recipe["runtime_profile"]) as threads:
         x_val, y_val = _validation_split(ctx)
         summary = planner.measure(
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
@@ -326,7 +312,7 @@ def benchmark(ctx: Context, rec: StageRecord) -> None:
     runtimes = list(dict.fromkeys([target.runtime, *recipe["bench"]["runtimes"]]))
     calibration = _calibration(ctx, int(recipe["quantize"]["calibration_samples"]))
     latency: dict[str, dict] = {"original": {}, "compressed": {}}
-    with pinned(recipe["runtime_profile"]) as threads:
+    with profile_threads(recipe["runtime_profile"]) as threads:
         for runtime in runtimes:
             fmt = "tflite" if runtime == "litert" else "onnx"
             original = convert(ctx.original, runtime=runtime, quantize=target.quantize, calibration=calibration)
