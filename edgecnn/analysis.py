@@ -172,7 +172,7 @@ def analyze(model: Any) -> ModelStats:
         (True, 221184, 52224)
     """
     from edgecnn.graph import iter_nodes
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     if isinstance(model, GraphModel):
         return _analyze_graph(model)
@@ -215,7 +215,7 @@ def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
         ('c', 8192)
     """
     from edgecnn.graph import iter_nodes
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     best = max(((t.name, _elements(t.shape, fill)) for t in model.inputs), key=lambda kv: kv[1], default=("", 0))
     if isinstance(model, GraphModel):

@@ -22,7 +22,7 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET) -> bytes:
     import tensorflow as tf
     import tf2onnx
 
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     try:
         if isinstance(model, GraphModel):

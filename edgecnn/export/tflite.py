@@ -69,7 +69,7 @@ def to_tflite_int16x8(model: Any, *, calibration: np.ndarray | None, io: str = "
 def _convert(model: Any, *, mode: QuantMode, calibration: np.ndarray | None, io: str) -> bytes:
     import tensorflow as tf
 
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     if isinstance(model, GraphModel):
         converter = tf.lite.TFLiteConverter.from_saved_model(str(model.path))
