@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from edgecnn import __version__
+from edgecnn._version import __version__
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import check_outdir_path, read_labels
 

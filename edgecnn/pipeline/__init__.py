@@ -232,11 +232,11 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
          quiet: bool, labels: Optional[list[str]], input_shape: Any, custom_objects: Optional[str], trust_model: bool,
          command: str, on_stage: Optional[Callable[[str, str], None]], eval_on_train: bool = False) -> CompressReport:
     """The stages over one context, in a locked OUTDIR that exists."""
-    import edgecnn
-    from edgecnn import __version__
+    from edgecnn._version import __version__
     from edgecnn.analysis import check_labels_fit, fixed_input_shape
     from edgecnn.data import split_data
     from edgecnn.export.validate import check_finite_weights
+    from edgecnn.io import load
 
     def checkpoint(data_key: str) -> tuple[str, Checkpoint, Optional[dict]]:
         key = "-".join([sha[:16], recipe_hash(rec), data_key, str(rec["seed"]), __version__])
@@ -246,7 +246,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     by_spec = data is None or isinstance(data, (str, Path))
     if by_spec:  # checked before anything heavy runs
         key, ck, saved = checkpoint(str(data))
-    working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
+    working = load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
     check_finite_weights(working)
     shape = fixed_input_shape(working)
     heldout = None
@@ -275,7 +275,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
         ctx.restore(saved["ctx"])
         finished, attempt = list(saved["finished"]), int(saved["attempt"])
         if ck.model_path is not None:  # verified: inside .edgecnn, with the sha256 recorded when it was written
-            ctx.model = edgecnn.load(str(ck.model_path))
+            ctx.model = load(str(ck.model_path))
         ctx.note(f"resumed after stage '{finished[-1]}'" if finished else "resumed")
     else:
         if resume and (outdir / CHECKPOINT_DIR).exists():
@@ -354,8 +354,8 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
     """Move the staged artifacts into OUTDIR, save the compressed Keras model, write the reports."""
     import json
 
-    import edgecnn
     from edgecnn.files import strict_json, write_atomic
+    from edgecnn.io import save
     from edgecnn.pipeline import summary
 
     t0 = time.perf_counter()
@@ -371,7 +371,7 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
         if (staging / extra).is_file() and not (staging / extra).is_symlink():
             write_atomic(out / extra, (staging / extra).read_bytes())
     model_path = out / f"{ctx.name}.compressed.h5"
-    edgecnn.save(ctx.model, model_path)
+    save(ctx.model, model_path)
     original_acc = ctx.state["original"]["accuracy"]
     budget = {"max_accuracy_drop": float(ctx.recipe["max_accuracy_drop"]), "backoffs": backoffs,
               "met": None if original_acc is None else budget_failure is None, "why": budget_failure}

@@ -22,7 +22,7 @@ def ratio(before: Optional[float], after: Optional[float]) -> Optional[float]:
 
 def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict) -> dict:
     """report.json's content from a finished context."""
-    from edgecnn import __version__
+    from edgecnn._version import __version__
     from edgecnn.analysis import analyze
 
     stats = analyze(ctx.model)
