@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from edgecnn.errors import CheckpointError, InputFileError, ValidationError
 from edgecnn import signals
+from edgecnn.errors import CheckpointError, InputFileError, ValidationError
 from edgecnn.pipeline import stages as S
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
+from edgecnn.pipeline.invariants import check_stage
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
 
 STAGES: list[tuple[str, Callable[..., None]]] = [
@@ -296,47 +297,30 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             on_stage(stage_name, "start")
         t0 = time.perf_counter()
         try:
-            if stage_name == "plan":
-                fn(ctx, record, progress=ctx.progress)
-            else:
-                fn(ctx, record)
-        except ValidationError as exc:  # an artifact missed its mode's floor: undo a change like a missed budget
-            undone = None
-            if attempt < int(rec["plan"]["max_backoff"]):
-                cands = S._candidates(ctx)
-                undone = S.planner.back_off(cands)
-                ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
-            if undone is None:
-                raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
-            attempt += 1
-            backoffs.append(f"attempt {attempt}: {exc}; {undone}")
-            ctx.state["backoffs"] = backoffs
-            finished = names[: names.index(RETRY_FROM)]
-            ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
-            i = names.index(RETRY_FROM)
-            continue
-        except S.BudgetExceeded as exc:
-            record.seconds = time.perf_counter() - t0
-            ctx.stages.append(record)
-            undone = None
-            if attempt < int(rec["plan"]["max_backoff"]):
-                cands = S._candidates(ctx)
-                undone = S.planner.back_off(cands)
-                ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
+            fn(ctx, record)
+        except (ValidationError, S.BudgetExceeded) as exc:  # undo the least valuable change and go back
+            missed_floor = isinstance(exc, ValidationError)  # an artifact missed its mode's validation floor
+            if not missed_floor:
+                record.seconds = time.perf_counter() - t0
+                ctx.stages.append(record)
+            undone = S.back_off(ctx) if attempt < int(rec["plan"]["max_backoff"]) else None
             if undone is not None:
                 attempt += 1
                 backoffs.append(f"attempt {attempt}: {exc}; {undone}")
                 ctx.state["backoffs"] = backoffs
                 finished = names[: names.index(RETRY_FROM)]
                 ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
-                if on_stage:
+                if on_stage and not missed_floor:
                     on_stage(stage_name, "failed")
                 i = names.index(RETRY_FROM)
                 continue
+            if missed_floor:
+                raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
             budget_failure = (f"{exc}; no change left to undo" if attempt == 0 or not backoffs else
                               f"{exc} after {attempt} back-off(s)") + "; " + COMPRESS_HINT
             ctx.state["budget_failure"] = budget_failure
             record.status = "failed"
+        check_stage(ctx, stage_name)
         record.seconds = round(time.perf_counter() - t0, 3)
         signals.check()  # a Ctrl-C that a library swallowed mid-stage: this stage is not checkpointed
         if record not in ctx.stages:

@@ -82,7 +82,7 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
         ctx.note("accuracy was not measured: no labelled --data was given")
 
 
-def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
+def plan(ctx: Context, rec: StageRecord) -> None:
     """Measure every candidate change on the target runtime and choose within the budget, in two phases:
     structural changes (rewrites, pruning ratios) against the original, then precision changes (ops kept in
     float in an int8 model) against the model with the chosen rewrites and each helpful pruning ratio, since
@@ -92,7 +92,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     from edgecnn.pipeline import datafree
 
     if datafree.active(ctx):  # no --data: synthesized inputs, equalization, precision by measured agreement
-        return datafree.plan(ctx, rec, progress=progress)
+        return datafree.plan(ctx, rec, progress=ctx.progress)
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
     if fixed:  # ids as a report writes them; a precision id's "@prune:R" only says what it was measured on
@@ -118,7 +118,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         x_val, y_val = _validation_split(ctx)
         summary = planner.measure(
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
-            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress)
+            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=ctx.progress)
         planner.resolve_conflicts(cands)
         if ctx.train is None and not recipe["plan"]["apply_without_data"]:
             for c in cands:
@@ -138,7 +138,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
             if precision:
                 second = planner.measure(
                     structural, precision, recipe, runtime=target.runtime, quantize=target.quantize,
-                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress)
+                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=ctx.progress)
                 summary.setdefault("precision_base_ms", {})[ratio.id if ratio else "none"] = second["base_ms"]
             options.append((ratio, precision))
             cands += precision
@@ -150,8 +150,13 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
 
 
-def _candidates(ctx: Context) -> list[planner.Candidate]:
-    return [planner.Candidate(**c) for c in ctx.state["plan"]["candidates"]]
+def back_off(ctx: Context) -> Optional[str]:
+    """Undo the least valuable chosen change (:func:`edgecnn.pipeline.planner.back_off`) in the plan; what was
+    undone, or None when nothing is left to undo."""
+    cands = ctx.candidates
+    undone = planner.back_off(cands)
+    ctx.candidates = cands
+    return undone
 
 
 def rewrite(ctx: Context, rec: StageRecord) -> None:
@@ -160,7 +165,7 @@ def rewrite(ctx: Context, rec: StageRecord) -> None:
         from edgecnn.pipeline import datafree
 
         return datafree.rewrite(ctx, rec)
-    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
+    chosen = [c for c in ctx.candidates if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
     ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe, bn_data=_bn_data(ctx))
     if not chosen:
         rec.status = "skipped"
@@ -172,7 +177,7 @@ def rewrite(ctx: Context, rec: StageRecord) -> None:
 
 def prune(ctx: Context, rec: StageRecord) -> None:
     """Apply the chosen channel-pruning ratio."""
-    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind == "prune"]
+    chosen = [c for c in ctx.candidates if c.chosen and c.kind == "prune"]
     if not chosen:
         rec.status = "skipped"
         rec.details["why"] = "no pruning ratio chosen"
@@ -240,7 +245,7 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     out = staging(ctx)
     shutil.rmtree(out, ignore_errors=True)
     formats = list(dict.fromkeys([target.format, *recipe["export"]["extra_formats"]]))
-    float_layers = planner.float_layers([c for c in _candidates(ctx) if c.chosen])
+    float_layers = planner.float_layers([c for c in ctx.candidates if c.chosen])
     if float_layers:
         rec.changes.append(f"kept in float (faster than int8 on {target.runtime}): {', '.join(float_layers)}")
     compressed_acc = _accuracy(ctx.model, ctx.test)
