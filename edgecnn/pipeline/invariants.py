@@ -1,7 +1,7 @@
 """What must hold after every compress stage; the runner checks it before checkpointing the stage.
 
 Like tf2onnx's rewriters, every stage has one signature, ``stage(ctx, record) -> None``, and the runner checks
-the context after each: the working model still exists and keeps the original's input and output shapes, the
+the context after each: the original exists, the working model keeps the original's input and output shapes, the
 plan's candidates parse, and every staged artifact is a file under the run's checkpoint folder with the size and
 hash recorded for it. A failure is a bug in a stage (never the user's input): :class:`StageInvariantError`,
 which the command line reports with exit code 3.
@@ -12,7 +12,7 @@ Example:
     >>> check_stage(ctx, "analyze")
     Traceback (most recent call last):
     ...
-    edgecnn.pipeline.invariants.StageInvariantError: after stage 'analyze': no working model
+    edgecnn.pipeline.invariants.StageInvariantError: after stage 'analyze': no original model
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def _shapes(tensors: Any) -> list[tuple]:
 
 
 def _model_problems(ctx: Any) -> list[str]:
-    if ctx.model is None:
-        return ["no working model"]
-    if ctx.original is None or not hasattr(ctx.model, "inputs"):
+    if ctx.original is None:
+        return ["no original model"]
+    if ctx.model is None or not hasattr(ctx.model, "inputs"):  # before rewrite, the stages read the original
         return []
     problems = []
     if _shapes(ctx.model.inputs) != _shapes(ctx.original.inputs):
