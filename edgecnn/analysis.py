@@ -199,35 +199,6 @@ def analyze(model: Any) -> ModelStats:
                       trainable=sum(int(prod(w.shape)) for w in model.trainable_weights))
 
 
-def _elements(shape: Any, fill: int) -> int:
-    return prod(fill if d is None else int(d) for d in tuple(shape)[1:])
-
-
-def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
-    """(name, elements) of the largest input or layer output of one sample, from static shapes only (unknown
-    dimensions count as ``fill``, the size a probe input gives them). Nothing is allocated.
-
-    Example:
-        >>> import tf_keras
-        >>> inp = tf_keras.Input((32, 32, 3), name="image")
-        >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(8, 3, padding="same", name="c")(inp))
-        >>> largest_tensor(m)
-        ('c', 8192)
-    """
-    from edgecnn.graph import iter_nodes
-    from edgecnn.io.savedmodel import GraphModel
-
-    best = max(((t.name, _elements(t.shape, fill)) for t in model.inputs), key=lambda kv: kv[1], default=("", 0))
-    if isinstance(model, GraphModel):
-        return best
-    for node in iter_nodes(model):
-        for shape in node.output_shapes:
-            count = _elements(shape, fill)
-            if count > best[1]:
-                best = (node.layer.name, count)
-    return best
-
-
 def fixed_input_shape(model: Any) -> tuple[int, ...]:
     """The first input's shape without the batch axis, every dimension known.
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any, Callable, Iterator
 
 from edgecnn.errors import UnsupportedModelError
@@ -231,3 +232,29 @@ def output_layer_names(model: Any) -> set[str]:
 def _input_name(t: Any) -> str:
     layer = producer(t)
     return layer.name if layer is not None else getattr(t, "name", "input")
+
+
+def _elements(shape: Any, fill: int) -> int:
+    return prod(fill if d is None else int(d) for d in tuple(shape)[1:])
+
+
+def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
+    """(name, elements) of the largest input or layer output of one sample, from static shapes only (unknown
+    dimensions count as ``fill``, the size a probe input gives them). Nothing is allocated.
+
+    Example:
+        >>> import tf_keras
+        >>> inp = tf_keras.Input((32, 32, 3), name="image")
+        >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(8, 3, padding="same", name="c")(inp))
+        >>> largest_tensor(m)
+        ('c', 8192)
+    """
+    best = max(((t.name, _elements(t.shape, fill)) for t in model.inputs), key=lambda kv: kv[1], default=("", 0))
+    if not hasattr(model, "layers"):  # a graph-only SavedModel: its inputs are all that is known
+        return best
+    for node in iter_nodes(model):
+        for shape in node.output_shapes:
+            count = _elements(shape, fill)
+            if count > best[1]:
+                best = (node.layer.name, count)
+    return best

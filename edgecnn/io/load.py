@@ -299,7 +299,7 @@ def load(
 def _check_probe(model: Any) -> None:
     """Refuse, from the static shapes alone, a model whose probe input or largest activation (one sample) is
     over the ``probe_elements`` cap: running it would allocate that much memory."""
-    from edgecnn.analysis import largest_tensor
+    from edgecnn.graph import largest_tensor
     from edgecnn.limits import check
 
     name, elements = largest_tensor(model)
