@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, UnsupportedModelError, first_line
+from edgecnn.callbacks import best_weights, refresh_batchnorm
 from edgecnn.graph import producer
 from edgecnn.training import STRATEGIES, make_strategy, recalibrate_batchnorm
 
@@ -170,55 +171,6 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
 
 def _is_pruned(model: Any) -> bool:
     return any(type(layer).__name__ == "PruneLowMagnitude" for layer in model.layers)
-
-
-def _best_weights_callback(*, patience: int, restore: bool) -> Any:
-    import tf_keras
-
-    class BestWeights(tf_keras.callbacks.Callback):
-        """Early stopping on val_loss with the best epoch's weights restored at the end."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.best, self.best_epoch, self.weights, self.wait = np.inf, -1, None, 0
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            value = (logs or {}).get("val_loss")
-            if value is None or not restore:
-                self.best_epoch = epoch
-                return
-            if value < self.best:
-                self.best, self.best_epoch, self.weights, self.wait = value, epoch, self.model.get_weights(), 0
-                return
-            self.wait += 1
-            if self.wait >= patience:
-                self.model.stop_training = True
-
-        def on_train_end(self, logs: Any = None) -> None:
-            if restore and self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    return BestWeights()
-
-
-def _batchnorm_refresh_callback(x: np.ndarray, *, batch_size: int) -> Any:
-    """Re-estimates the BatchNorm statistics on training inputs just before each validation pass.
-
-    Why: with momentum 0.99 the moving statistics are an average over the last ~100 steps, while fine-tuning
-    after a structural change moves the weights fast (Adam 1e-3); through a deep pre-activation residual
-    network the lag compounds, so a pruned MiniModel at 99% training accuracy stayed at 9-25% in inference
-    mode for four epochs (and 99.2% once the statistics were re-estimated). Validation (inference mode) then
-    judges the model that will ship, and the best epoch's weights carry statistics that match them.
-    """
-    import tf_keras
-
-    from edgecnn.training import recalibrate_batchnorm
-
-    class RefreshBatchNorm(tf_keras.callbacks.Callback):
-        def on_test_begin(self, logs: Any = None) -> None:
-            recalibrate_batchnorm(self.model, x, batch_size=batch_size, max_batches=16)
-
-    return RefreshBatchNorm()
 
 
 def _has_batchnorm(model: Any) -> bool:
@@ -402,11 +354,11 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
         model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=float(learning_rate)),
                       loss=losses if len(losses) > 1 else losses[0],
                       metrics=[accuracy] if labelled else None)
-    best = _best_weights_callback(patience=patience, restore=not _is_pruned(student))
+    best = best_weights(patience=patience, restore=not _is_pruned(student))
     # BatchNorm statistics re-estimated before each validation (one device, plain Keras layers only: a
     # training-mode pass through tfmot's wrappers would advance their masks).
     refresh = len(xs) == 1 and in_place and _has_batchnorm(student) and not _is_pruned(student)
-    extra = [_batchnorm_refresh_callback(xs[0], batch_size=batch_size)] if refresh else []
+    extra = [refresh_batchnorm(xs[0], batch_size=batch_size)] if refresh else []
     try:
         fit = model.fit(dataset(xs, train_t, train=True), epochs=epochs,
                         validation_data=dataset(xs_val, val_t, train=False) if xs_val is not None else None,

@@ -18,7 +18,7 @@ LAYERS = {
         "edgecnn.signals", "edgecnn.lock", "edgecnn.exits", "edgecnn.recipes"],
     1: ["edgecnn.io", "edgecnn.graph", "edgecnn.batchnorm", "edgecnn.data", "edgecnn.runtimes", "edgecnn.timing",
         "edgecnn.profiles"],
-    2: ["edgecnn.analysis", "edgecnn.surgery", "edgecnn.training", "edgecnn.distill"],
+    2: ["edgecnn.analysis", "edgecnn.surgery", "edgecnn.training", "edgecnn.callbacks", "edgecnn.distill"],
     3: ["edgecnn.export", "edgecnn.rewrite", "edgecnn.prune", "edgecnn.datafree", "edgecnn.bench",
         "edgecnn.report", "edgecnn.htmlreport", "edgecnn.latency"],
     4: ["edgecnn.pipeline"],
