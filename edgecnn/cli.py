@@ -229,6 +229,8 @@ def compress(
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the model input (e.g. -1,1) "
                                               "for data-free runs; default: inferred from the model."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help=_STRATEGY_HELP + " Overrides the recipe's "
+                                           "finetune.strategy; multiworker needs its plan.fixed."),
 ) -> None:
     """One command: analyze, plan on measured latency, rewrite, prune, distil, quantize, export, validate, benchmark.
 
@@ -248,7 +250,11 @@ def compress(
                               min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None,
-                              input_range=input_range)
+                              input_range=input_range, strategy=strategy)
+    worker = result.report.get("worker")
+    if worker:  # a non-chief worker of a multiworker run: the chief prints and writes the results
+        typer.echo(worker)
+        return
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, default=str))
     else:
