@@ -213,3 +213,15 @@ def test_the_chief_is_tensorflows(config, chief):
 def test_malformed_tf_config_is_refused(config):
     with pytest.raises(EdgecnnError, match="TF_CONFIG"):
         parse_tf_config(config)
+
+
+@pytest.mark.parametrize("toml, text", [
+    ('[finetune]\nstrategy = "multiworker"\n', "fine-tunes a fixed plan"),  # the recipe key, not the flag
+    ('[finetune]\nstrategy = "ring"\n', "'finetune.strategy' (--strategy): Expected one of default, mirrored, multiworker"),
+])
+def test_the_recipe_key_sets_the_strategy(tmp_path, toml, text):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(toml)
+    proc = subprocess.run(cli(["compress", MODELS / "mnist_cnn.h5", "--data", "digits", "--recipe", recipe,
+                               "-o", tmp_path / "out"]), env=env(), capture_output=True, text=True, timeout=120)
+    one_line_exit_2(proc, text)
