@@ -46,7 +46,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 _JOBS = ("chief", "worker")  # the training tasks of MultiWorkerMirroredStrategy
 _SHAPE = ('JSON {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}} on every worker '
           '(docs/distributed.md)')
-_STATE: dict[str, Any] = {}  # the strategy this process started: name, strategy, cluster
+_STATE: dict[str, Any] = {}  # the multiworker strategy this process started: name, strategy, cluster
 
 
 @dataclass(frozen=True)
@@ -145,49 +145,49 @@ def start(strategy: Any) -> Any:
 
     Call it once, from the program's entry, after the options are checked and before any model is loaded.
     ``multiworker`` checks ``TF_CONFIG`` first (no TensorFlow import when it is wrong) and then waits until
-    every worker of the cluster has started. Calling it again with the same name returns the same strategy.
+    every worker of the cluster has started; calling it again returns the same strategy. ``mirrored`` (one
+    machine) is made on each call and could also be made later; ``default`` is None.
 
     Raises:
         EdgecnnError: an unknown name, a bad ``TF_CONFIG``, or TensorFlow refusing the strategy (e.g.
             ``multiworker`` after TensorFlow was initialized in this process).
+
+    >>> start("default") is None
+    True
     """
     name = check_strategy(strategy)
-    if _STATE.get("name") == name:
-        return _STATE["strategy"]
-    if _STATE:
-        raise EdgecnnError(f"strategy {name!r}: Expected the one this process started ({_STATE['name']!r}). "
-                           f"Received: {name!r} (one strategy per process)")
     if name == "default":
         return None
-    from edgecnn._tf import import_tensorflow, muted
-
-    if name == "mirrored":
+    if name == "mirrored":  # one machine: MirroredStrategy may be created at any time
         from edgecnn.training import make_strategy
 
-        made, where = make_strategy("mirrored"), None
-    else:
-        where = parse_tf_config(os.environ.get("TF_CONFIG"))
-        with muted(2):  # TensorFlow's import and gRPC chatter: the command line promises one line on stderr
-            import tensorflow as tf
+        return make_strategy("mirrored")
+    if _STATE:
+        return _STATE["strategy"]
+    where = parse_tf_config(os.environ.get("TF_CONFIG"))
+    from edgecnn._tf import import_tensorflow, muted
 
-            tf.get_logger().setLevel("ERROR")
-            try:
-                made = tf.distribute.MultiWorkerMirroredStrategy()
-            except (RuntimeError, ValueError, tf.errors.OpError) as exc:
-                error = exc
-            else:
-                error = None
-        if error is not None:
-            hint = (" (it must be created before TensorFlow initializes: call edgecnn.distribute.start('multiworker') "
-                    "first in the process)") if "startup" in str(error) else ""
-            raise EdgecnnError(f"cannot create the multiworker strategy: {first_line(error)}{hint}") from error
-        import_tensorflow()  # keras, tf_keras and the first op, after the strategy
+    with muted(2):  # TensorFlow's import and gRPC chatter: the command line promises one line on stderr
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        try:
+            made = tf.distribute.MultiWorkerMirroredStrategy()
+        except (RuntimeError, ValueError, tf.errors.OpError) as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        hint = (" (it must be created before TensorFlow initializes: call edgecnn.distribute.start('multiworker') "
+                "first in the process)") if "startup" in str(error) else ""
+        raise EdgecnnError(f"cannot create the multiworker strategy: {first_line(error)}{hint}") from error
+    import_tensorflow()  # keras, tf_keras and the first op, after the strategy
     _STATE.update(name=name, strategy=made, cluster=where)
     return made
 
 
 def started(name: str) -> Any:
-    """The strategy :func:`start` created under ``name``, else None."""
+    """The multiworker strategy :func:`start` created (``name == "multiworker"``), else None."""
     return _STATE.get("strategy") if _STATE.get("name") == name else None
 
 

@@ -225,3 +225,22 @@ def test_the_recipe_key_sets_the_strategy(tmp_path, toml, text):
     proc = subprocess.run(cli(["compress", MODELS / "mnist_cnn.h5", "--data", "digits", "--recipe", recipe,
                                "-o", tmp_path / "out"]), env=env(), capture_output=True, text=True, timeout=120)
     one_line_exit_2(proc, text)
+
+
+LATE = """
+from edgecnn._tf import import_tensorflow
+from edgecnn import distribute
+import_tensorflow()  # TensorFlow initialized (its first op ran) before the strategy
+try:
+    distribute.start("multiworker")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_multiworker_after_tensorflow_initialized_says_how_to_fix_it():
+    config = {"cluster": {"worker": [f"127.0.0.1:{free_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}
+    proc = subprocess.run([sys.executable, "-c", LATE], env=env(config), capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("EdgecnnError cannot create the multiworker strategy:"), proc.stdout + proc.stderr
+    assert "Collective ops must be configured at program startup" in proc.stdout
+    assert "call edgecnn.distribute.start('multiworker') first" in proc.stdout
