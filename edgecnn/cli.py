@@ -31,6 +31,8 @@ _BUDGET_HELP = "With labelled --data: points of held-out accuracy the result may
 _EVAL_ON_TRAIN_HELP = ("Data too small to hold out a test split (< 5 images of a class): measure on the training "
                        "data instead of refusing (every report says so).")
 _AGREE_HELP = "Validation floor: top-1 agreement of each quantized artifact with Keras (default per mode)."
+_STRATEGY_HELP = ("Fine-tuning: default (one device), mirrored (this machine's GPUs) or multiworker (the machines in "
+                  "each worker's TF_CONFIG; the chief writes the outputs; docs/distributed.md).")
 _SNR_HELP = "Validation floor: output SNR in dB of each quantized artifact against Keras (default per mode)."
 
 
@@ -227,6 +229,8 @@ def compress(
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the model input (e.g. -1,1) "
                                               "for data-free runs; default: inferred from the model."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help=_STRATEGY_HELP + " Overrides the recipe's "
+                                           "finetune.strategy; multiworker needs its plan.fixed."),
 ) -> None:
     """One command: analyze, plan on measured latency, rewrite, prune, distil, quantize, export, validate, benchmark.
 
@@ -246,7 +250,11 @@ def compress(
                               min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None,
-                              input_range=input_range)
+                              input_range=input_range, strategy=strategy)
+    worker = result.report.get("worker")
+    if worker:  # a non-chief worker of a multiworker run: the chief prints and writes the results
+        typer.echo(worker)
+        return
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, default=str))
     else:
@@ -369,6 +377,7 @@ def prune(
     epochs: int = typer.Option(0, "--epochs", help="Fine-tuning epochs (distillation from the original)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
+    strategy: str = typer.Option("default", "--strategy", help=_STRATEGY_HELP),
     analyze: bool = typer.Option(False, "--analyze", help="channels: accuracy drop per group at 25/50/75% (labelled --data)."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=_BUDGET_HELP),
     eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),
@@ -394,7 +403,7 @@ def prune(
     met = run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
                     layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last,
                     data=data, epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
-                    max_accuracy_drop=max_accuracy_drop, eval_on_train=eval_on_train,
+                    max_accuracy_drop=max_accuracy_drop, eval_on_train=eval_on_train, strategy=strategy,
                     load_options={"input_shape": input_shape, "trust_model": trust_model,
                                   "custom_objects": str(custom_objects) if custom_objects else None})
     if met is False:
@@ -418,7 +427,7 @@ def rewrite(
     epochs: int = typer.Option(0, "--epochs", help="Distillation epochs from the original model (needs --data)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
-    strategy: str = typer.Option("default", "--strategy", help="default, mirrored or multiworker (TF_CONFIG)."),
+    strategy: str = typer.Option("default", "--strategy", help=_STRATEGY_HELP),
     runtime: str = typer.Option("litert", "--runtime", help="--select measured: litert or onnxruntime."),
     quantize: str = typer.Option("none", "--quantize", help="--select measured: none, fp16, dynamic or int8."),
     threads: int = typer.Option(1, "--threads", help="--select measured: runtime threads."),

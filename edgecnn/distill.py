@@ -362,7 +362,7 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
     try:
         fit = model.fit(dataset(xs, train_t, train=True), epochs=epochs,
                         validation_data=dataset(xs_val, val_t, train=False) if xs_val is not None else None,
-                        callbacks=[*extra, best, *callbacks], verbose=1 if progress else 0)
+                        callbacks=[*extra, best, *callbacks], verbose=_verbosity(progress, dist))
     except (tf.errors.OpError, ValueError, TypeError) as exc:
         raise EdgecnnError(f"distillation failed: {first_line(exc)}") from exc
     if not in_place:
@@ -382,6 +382,14 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
     return DistillResult(model=student, epochs_run=len(fit.history.get("loss", [])), best_epoch=max(best.best_epoch, 0),
                          history=history, val_accuracy=val_acc, teacher_val_accuracy=teacher_acc,
                          seconds=time.perf_counter() - start, batchnorm_refreshed=refresh or bn_refreshed)
+
+
+def _verbosity(progress: bool, strategy: Any) -> int:
+    """Keras's progress bar, or one line per epoch over several replicas (tf_keras's per-step values are summed
+    over the replicas there: loss and accuracy twice their value with two workers; the epoch's are right)."""
+    if not progress:
+        return 0
+    return 2 if int(getattr(strategy, "num_replicas_in_sync", 1)) > 1 else 1
 
 
 def _final_refresh(student: Any, x: np.ndarray, xs_val: Any, val_t: Any, losses: list, batch_size: int) -> bool:

@@ -12,7 +12,7 @@ from edgecnn.errors import EdgecnnError, first_line
 
 __all__ = ["STRATEGIES", "make_strategy", "recalibrate_batchnorm", "repair_stale_batchnorm"]
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+from edgecnn.distribute import STRATEGIES  # noqa: E402 - one list of names
 
 
 def make_strategy(strategy: Any = None) -> Any:
@@ -20,12 +20,13 @@ def make_strategy(strategy: Any = None) -> Any:
 
     Args:
         strategy: None or ``"default"`` (one device), ``"mirrored"`` (MirroredStrategy over every visible
-            GPU, else over every logical CPU device), ``"multiworker"`` (MultiWorkerMirroredStrategy;
-            the cluster comes from the ``TF_CONFIG`` environment variable of each worker, and without it
-            the process is a single worker), or a ``tf.distribute.Strategy``.
+            GPU, else over every logical CPU device), ``"multiworker"`` (the MultiWorkerMirroredStrategy that
+            :func:`edgecnn.distribute.start` created at program start; the cluster comes from each worker's
+            ``TF_CONFIG``), or a ``tf.distribute.Strategy``.
 
     Raises:
-        EdgecnnError: an unknown name, or TensorFlow refuses to create the strategy.
+        EdgecnnError: an unknown name, or TensorFlow refuses to create the strategy (``multiworker`` in a
+            process where TensorFlow was initialized before :func:`edgecnn.distribute.start`).
 
     Example:
         >>> make_strategy("ring")
@@ -38,6 +39,13 @@ def make_strategy(strategy: Any = None) -> Any:
     name = strategy or "default"
     if name not in STRATEGIES:
         raise EdgecnnError(f"unknown strategy {name!r}: Expected one of {', '.join(STRATEGIES)}. Received: {name!r}")
+    from edgecnn import distribute
+
+    made = distribute.started(name)  # the strategy the program started with
+    if made is not None:
+        return made
+    if name == "multiworker":  # created now, which works only before TensorFlow initializes
+        return distribute.start("multiworker")
     from edgecnn._tf import import_tensorflow
 
     import_tensorflow()
@@ -46,10 +54,8 @@ def make_strategy(strategy: Any = None) -> Any:
     try:
         if name == "default":
             return tf.distribute.get_strategy()
-        if name == "mirrored":
-            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            return tf.distribute.MirroredStrategy([d.name for d in devices])
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     except (RuntimeError, ValueError) as exc:
         raise EdgecnnError(f"cannot create the {name} strategy: {first_line(exc)}") from exc
 

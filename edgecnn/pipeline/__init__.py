@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 from edgecnn import signals
 from edgecnn.errors import CheckpointError, InputFileError, ValidationError
 from edgecnn.pipeline import stages as S
+from edgecnn.pipeline import workers
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
 from edgecnn.pipeline.invariants import check_stage
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
@@ -148,6 +149,7 @@ def compress(
     min_snr_db: Optional[float] = None,
     eval_on_train: bool = False,
     input_range: Optional[Any] = None,
+    strategy: Optional[str] = None,
 ) -> CompressReport:
     """Compress a trained Keras CNN for the target; write artifacts, report.json/html and recipe.toml.
 
@@ -168,6 +170,9 @@ def compress(
             report says so) instead of refused.
         input_range: ``"LO,HI"`` or ``(lo, hi)``, the model input's range for the data-free path (recipe
             ``datafree.input_range``); default: inferred from the model (:mod:`edgecnn.datafree.inputrange`).
+        strategy: the fine-tuning's ``tf.distribute`` strategy (recipe ``finetune.strategy``): ``default``,
+            ``mirrored`` or ``multiworker`` (a fixed plan; the chief writes OUTDIR, the other workers nothing:
+            :mod:`edgecnn.pipeline.workers`). It is created here, before the model is loaded.
 
     Returns:
         CompressReport; ``report["budget"]["met"]`` is False when back-off could not meet the budget.
@@ -178,11 +183,12 @@ def compress(
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
                  "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed,
                  "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db,
-                 "datafree.input_range": _input_range(input_range)}
+                 "datafree.input_range": _input_range(input_range), "finetune.strategy": strategy}
     rec = load_recipe(recipe, overrides=overrides)  # every option type- and range-checked before heavy work
     from edgecnn.export.validate import TOLERANCES
 
     TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
+    workers.check(rec, data=data, resume=resume)
     source, name, sha = _source(model)
     if outdir is None:
         base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()
@@ -191,6 +197,18 @@ def compress(
     if isinstance(model, (str, Path)) and outdir.resolve() == Path(model).resolve():
         raise InputFileError(f"output folder is the input: Expected another folder. Received: {outdir}")
     _check_outdir(outdir, force=force)
+    workers.start(rec)  # the strategy, before TensorFlow initializes (multiworker: waits for every worker)
+    from edgecnn import distribute
+
+    with distribute.output_dir(outdir) as out:  # a non-chief worker: a private folder, removed at the end
+        return _guarded(model, rec=rec, source=source, name=name, sha=sha, outdir=out, data=data, resume=resume,
+                        quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
+                        trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train)
+
+
+def _guarded(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Path, command: str,
+             **run: Any) -> CompressReport:
+    """The run in OUTDIR, locked; whatever a failed run created is removed (a checkpoint kept for --resume)."""
     from edgecnn.files import OutputGuard
     from edgecnn.lock import LOCK_NAME, OutdirLock
 
@@ -204,9 +222,7 @@ def compress(
         raise
     failed = True
     try:
-        result = _run(model, rec=rec, source=source, name=name, sha=sha, outdir=outdir, data=data, resume=resume,
-                      quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
-                      trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train)
+        result = _run(model, rec=rec, source=source, name=name, sha=sha, outdir=outdir, command=command, **run)
         failed = False
         return result
     except BaseException as exc:
@@ -264,6 +280,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
                   key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
     ctx.state["command"] = command
     ctx.state["original_batchnorm"] = bn_info
+    workers.note(ctx)
     if bn_info and bn_info["stale"]:
         from edgecnn.training import stale_note
 
@@ -288,6 +305,8 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     i = 0
     while i < len(STAGES):
         stage_name, fn = STAGES[i]
+        if workers.stops_before(stage_name, names):  # a non-chief worker: the chief exports and reports
+            return CompressReport(outdir=outdir, report=workers.report(ctx))
         if stage_name in finished:
             i += 1
             continue

@@ -202,7 +202,11 @@ def finetune(ctx: Context, rec: StageRecord) -> None:
     result = distill(ctx.model, ctx.original, x=ctx.train.x, y=ctx.train.y, epochs=int(ft["epochs"]),
                      batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
                      temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
-                     seed=ctx.seed, progress=False, callbacks=[_epochs(ctx, int(ft["epochs"]))])
+                     seed=ctx.seed, progress=False, callbacks=[_epochs(ctx, int(ft["epochs"]))],
+                     strategy=None if ft["strategy"] == "default" else ft["strategy"])
+    from edgecnn import distribute
+
+    distribute.collectives_done()
     ctx.model = result.model
     rec.changes = [f"distilled {result.epochs_run} epochs (best {result.best_epoch})"]
     rec.details = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,

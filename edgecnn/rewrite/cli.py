@@ -71,22 +71,33 @@ def run_rewrite(model: str, *, output: Path, to: str, layers: list[str], exclude
     if output.exists() and source.exists() and output.resolve() == source.resolve():
         raise EdgecnnError(f"output is the input model: Expected a new path (the input is never modified). "
                            f"Received: {output}")
-    working = edgecnn.load(model, **load_options)
-    result = rewrite(working, to=to, layers=layers or None, exclude=exclude or None, select=select,
-                     depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling,
-                     data=data, epochs=epochs, batch_size=batch_size, seed=seed,
-                     strategy=None if strategy == "default" else strategy, runtime=runtime, quantize=quantize,
-                     threads=threads, runs=runs, progress=not as_json, eval_on_train=eval_on_train,
-                     max_accuracy_drop=max_accuracy_drop if data is not None else None)
-    edgecnn.save(result.model, output)
+    from edgecnn import distribute
+
+    strategy = distribute.check_strategy(strategy)
+    if strategy == "multiworker" and select == "measured":
+        raise EdgecnnError("--select measured times each rewrite on this host, so workers would choose differently: "
+                           "Expected --select auto or all with --strategy multiworker. Received: --select measured")
+    distribute.start(strategy)  # before TensorFlow initializes (multiworker: waits for every worker)
+    with distribute.output_path(output) as target:  # a non-chief worker writes into a private folder
+        working = edgecnn.load(model, **load_options)
+        result = rewrite(working, to=to, layers=layers or None, exclude=exclude or None, select=select,
+                         depth_multiplier=depth_multiplier, ratio=ratio, rank=rank, energy=energy, pooling=pooling,
+                         data=data, epochs=epochs, batch_size=batch_size, seed=seed,
+                         strategy=None if strategy == "default" else strategy, runtime=runtime, quantize=quantize,
+                         threads=threads, runs=runs, progress=not as_json, eval_on_train=eval_on_train,
+                         max_accuracy_drop=max_accuracy_drop if data is not None else None)
+        distribute.collectives_done()
+        edgecnn.save(result.model, target)
     met = None if result.budget is None else result.budget["met"]
+    worker = distribute.worker_line()
     if as_json:
         from edgecnn.files import strict_json
 
-        print(strict_json({**result.as_dict(), "output": str(output)}))
+        print(strict_json({**result.as_dict(), "output": None if worker else str(output),
+                          **({"worker": worker} if worker else {})}))
         return met
     print_rewrite(result, to=to)
-    print(f"wrote {output}")
+    print(worker or f"wrote {output}")
     if met is False:
         import sys
 
