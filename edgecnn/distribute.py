@@ -39,7 +39,7 @@ from typing import Any, Iterator, Optional
 
 from edgecnn.errors import EdgecnnError, first_line
 
-__all__ = ["STRATEGIES", "Cluster", "check_strategy", "parse_tf_config", "start", "started", "cluster", "is_chief",
+__all__ = ["STRATEGIES", "Cluster", "check_strategy", "make_strategy", "parse_tf_config", "start", "started", "cluster", "is_chief",
            "output_path", "output_dir", "collectives_done", "worker_line"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -159,8 +159,6 @@ def start(strategy: Any) -> Any:
     if name == "default":
         return None
     if name == "mirrored":  # one machine: MirroredStrategy may be created at any time
-        from edgecnn.training import make_strategy
-
         return make_strategy("mirrored")
     if _STATE:
         return _STATE["strategy"]
@@ -254,3 +252,46 @@ def worker_line() -> Optional[str]:
     if where is None or where.is_chief:
         return None
     return f"{where.describe()} (not the chief): fine-tuned with the cluster; the chief writes the outputs"
+
+
+def make_strategy(strategy: Any = None) -> Any:
+    """A ``tf.distribute.Strategy`` for a name (or the object itself).
+
+    Args:
+        strategy: None or ``"default"`` (one device), ``"mirrored"`` (MirroredStrategy over every visible
+            GPU, else over every logical CPU device), ``"multiworker"`` (the MultiWorkerMirroredStrategy that
+            :func:`edgecnn.distribute.start` created at program start; the cluster comes from each worker's
+            ``TF_CONFIG``), or a ``tf.distribute.Strategy``.
+
+    Raises:
+        EdgecnnError: an unknown name, or TensorFlow refuses to create the strategy (``multiworker`` in a
+            process where TensorFlow was initialized before :func:`edgecnn.distribute.start`).
+
+    Example:
+        >>> make_strategy("ring")
+        Traceback (most recent call last):
+        ...
+        edgecnn.errors.EdgecnnError: unknown strategy 'ring': Expected one of default, mirrored, multiworker. Received: 'ring'
+    """
+    if strategy is not None and not isinstance(strategy, str):
+        return strategy
+    name = strategy or "default"
+    if name not in STRATEGIES:
+        raise EdgecnnError(f"unknown strategy {name!r}: Expected one of {', '.join(STRATEGIES)}. Received: {name!r}")
+    made = started(name)  # the strategy the program started with
+    if made is not None:
+        return made
+    if name == "multiworker":  # created now, which works only before TensorFlow initializes
+        return start("multiworker")
+    from edgecnn._tf import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    try:
+        if name == "default":
+            return tf.distribute.get_strategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    except (RuntimeError, ValueError) as exc:
+        raise EdgecnnError(f"cannot create the {name} strategy: {first_line(exc)}") from exc

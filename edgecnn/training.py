@@ -8,56 +8,9 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecnn.batchnorm import recalibrate_batchnorm
-from edgecnn.errors import EdgecnnError, first_line
+from edgecnn.distribute import STRATEGIES, make_strategy
 
 __all__ = ["STRATEGIES", "make_strategy", "recalibrate_batchnorm", "repair_stale_batchnorm"]
-
-from edgecnn.distribute import STRATEGIES  # noqa: E402 - one list of names
-
-
-def make_strategy(strategy: Any = None) -> Any:
-    """A ``tf.distribute.Strategy`` for a name (or the object itself).
-
-    Args:
-        strategy: None or ``"default"`` (one device), ``"mirrored"`` (MirroredStrategy over every visible
-            GPU, else over every logical CPU device), ``"multiworker"`` (the MultiWorkerMirroredStrategy that
-            :func:`edgecnn.distribute.start` created at program start; the cluster comes from each worker's
-            ``TF_CONFIG``), or a ``tf.distribute.Strategy``.
-
-    Raises:
-        EdgecnnError: an unknown name, or TensorFlow refuses to create the strategy (``multiworker`` in a
-            process where TensorFlow was initialized before :func:`edgecnn.distribute.start`).
-
-    Example:
-        >>> make_strategy("ring")
-        Traceback (most recent call last):
-        ...
-        edgecnn.errors.EdgecnnError: unknown strategy 'ring': Expected one of default, mirrored, multiworker. Received: 'ring'
-    """
-    if strategy is not None and not isinstance(strategy, str):
-        return strategy
-    name = strategy or "default"
-    if name not in STRATEGIES:
-        raise EdgecnnError(f"unknown strategy {name!r}: Expected one of {', '.join(STRATEGIES)}. Received: {name!r}")
-    from edgecnn import distribute
-
-    made = distribute.started(name)  # the strategy the program started with
-    if made is not None:
-        return made
-    if name == "multiworker":  # created now, which works only before TensorFlow initializes
-        return distribute.start("multiworker")
-    from edgecnn._tf import import_tensorflow
-
-    import_tensorflow()
-    import tensorflow as tf
-
-    try:
-        if name == "default":
-            return tf.distribute.get_strategy()
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    except (RuntimeError, ValueError) as exc:
-        raise EdgecnnError(f"cannot create the {name} strategy: {first_line(exc)}") from exc
 
 
 STALE_BN_POINTS = 2.0  # train-split accuracy gained by re-estimation above which the statistics count as stale

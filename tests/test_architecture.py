@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
 LAYERS = {
     0: ["edgecnn._version", "edgecnn.errors", "edgecnn._tf", "edgecnn.files", "edgecnn.limits", "edgecnn.checks",
         "edgecnn.signals", "edgecnn.lock", "edgecnn.exits", "edgecnn.recipes"],
-    1: ["edgecnn.io", "edgecnn.graph", "edgecnn.batchnorm", "edgecnn.data", "edgecnn.runtimes", "edgecnn.timing",
+    1: ["edgecnn.distribute", "edgecnn.io", "edgecnn.graph", "edgecnn.batchnorm", "edgecnn.data", "edgecnn.runtimes", "edgecnn.timing",
         "edgecnn.profiles"],
     2: ["edgecnn.analysis", "edgecnn.surgery", "edgecnn.training", "edgecnn.callbacks", "edgecnn.distill"],
     3: ["edgecnn.export", "edgecnn.rewrite", "edgecnn.prune", "edgecnn.datafree", "edgecnn.bench",
