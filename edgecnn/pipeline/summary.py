@@ -3,6 +3,8 @@
 Example:
     >>> ratio(4.0, 2.0), ratio(None, 2.0)
     (2.0, None)
+    >>> duration(0.0152), duration(12.3456), duration(-0.00024)
+    ('15.2 us', '12.346 ms', '-0.240 us')
 """
 from __future__ import annotations
 
@@ -69,13 +71,26 @@ def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict)
     }
 
 
+def duration(ms: Optional[float], *, scale: Optional[float] = None) -> str:
+    """A time in milliseconds with enough digits: microseconds below 1 ms (a 15 us model shows as ``15.2 us``,
+    not ``0.015 ms``). ``scale`` (ms) picks the unit from another value, so a small difference of large times
+    stays in ms."""
+    if ms is None:
+        return "-"
+    ref = abs(ms if scale is None else scale)
+    if ref < 1.0:
+        us = 1000 * ms
+        return f"{us:.1f} us" if abs(us) >= 10 else f"{us:.3f} us"
+    return f"{ms:.3f} ms"
+
+
 def _fmt(v: Any, kind: str) -> str:
     if v is None:
         return "-"
     if kind == "pct":
         return f"{100 * v:.2f}%"
     if kind == "ms":
-        return f"{v:.3f} ms"
+        return duration(v)
     if kind == "bytes":
         return f"{v / 1024:,.1f} KB"
     return f"{v:,}"
@@ -91,13 +106,15 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
     ]
     for r, plain in o.get("plain_conversion_bytes", {}).items():
         size = c["size_bytes"] if r == rt else None
-        out.append((f"size ({report['target']}, plain conversion vs compressed)", _fmt(plain, "bytes"),
+        out.append(("size (plain conversion vs compressed)", _fmt(plain, "bytes"),
                     _fmt(size, "bytes"), _x(ratio(plain, size))))
     out.append(("accuracy (held-out, on the runtime)", _fmt(o["accuracy"], "pct"), _fmt(c["accuracy"], "pct"),
                 "-" if o["accuracy"] is None or c["accuracy"] is None
                 else f"{100 * (c['accuracy'] - o['accuracy']):+.2f} pt"))
     for r, ms in c["latency_ms"].items():
-        out.append((f"latency {r} (median)", _fmt(o["latency_ms"].get(r), "ms"), _fmt(ms, "ms"),
+        before = o["latency_ms"].get(r)
+        scale = max(abs(v) for v in (before, ms) if v is not None) if (before, ms) != (None, None) else None
+        out.append((f"latency {r} (median)", duration(before, scale=scale), duration(ms, scale=scale),
                     _x(report["speedup"].get(r))))
     return out
 
@@ -106,23 +123,52 @@ def _x(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
-def print_table(report: dict) -> None:
-    """The before/after table on the terminal."""
-    from rich.console import Console
-    from rich.table import Table
+def applied(report: dict) -> list[str]:
+    """What the run changed, as ``stage: change`` lines: the last attempt of each changing stage (after a
+    back-off the stages from rewrite on run again), e.g. ``prune: pruned 50% of the channels ...``."""
+    last: dict[str, dict] = {}
+    for s in report["stages"]:
+        last[s["name"]] = s
+    return [f"{name}: {change}" for name in ("rewrite", "prune", "finetune", "quantize") if name in last
+            for change in last[name]["changes"]]
 
-    table = Table(title=f"edgecnn compress -> {report['target']}", title_justify="left")
-    for col in ("", "original", "compressed", "ratio"):
-        table.add_column(col, justify="left" if not col else "right")
+
+def backoffs(report: dict) -> list[str]:
+    """Each back-off as one line: ``back-off N: why: what was undone``."""
+    out = []
+    for i, text in enumerate(report["budget"].get("backoffs", []), 1):
+        head, _, rest = text.partition(": ") if text.startswith("attempt ") else ("", "", text)
+        why, _, undone = rest.rpartition("; ")
+        out.append(f"back-off {i}: {why}: {undone}" if why else f"back-off {i}: {rest}")
+    return out
+
+
+def print_table(report: dict, *, console: Any = None) -> None:
+    """The before/after table on the terminal (fitted to its width), what was changed, every back-off, the
+    budget verdict and the notes."""
+    from rich.console import Console
+
+    from edgecnn.report import new_table, print_table as print_fitted
+
+    console = console or Console()
+    table = new_table(f"edgecnn compress -> {report['target']}", [("", "text"), ("original", "number"),
+                                                                   ("compressed", "number"), ("ratio", "number")])
     for row in rows(report):
         table.add_row(*row)
-    console = Console(width=120)
-    console.print(table)
+    print_fitted(table, console=console)
+    chosen = [c["id"] for c in report["plan"].get("candidates", []) if c.get("chosen")]
+    console.print(f"plan chose: {', '.join(chosen) or 'nothing (see report.html: each candidate and why)'}",
+                  markup=False, highlight=False)
+    for line in applied(report):
+        console.print(f"  {line}", markup=False, highlight=False)
+    for line in backoffs(report):
+        console.print(line, markup=False, highlight=False)
     b = report["budget"]
     if b.get("met") is False:
-        console.print(f"[bold red]accuracy budget not met[/]: {b.get('why')}")
+        console.print("accuracy budget not met: ", style="bold red", end="")
+        console.print(str(b.get("why")), markup=False, highlight=False)
     for note in report["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def to_html(report: dict) -> str:

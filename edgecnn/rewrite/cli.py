@@ -35,15 +35,16 @@ def _cells(row: Any) -> list[str]:
 def print_rewrite(result: Any, *, to: str, console: Any = None) -> None:
     """The per-layer table, accuracy before/after and the notes."""
     from rich.console import Console
-    from rich.table import Table
+
+    from edgecnn.report import new_table, print_table
 
     console = console or Console()
-    table = Table(title=f"rewrite to {to}", title_justify="left")
-    for col in ("layer", "done", "MACs", "params", "weight err", "output err", "latency Δ ms", "reason"):
-        table.add_column(col, justify="left" if col in ("layer", "reason", "done") else "right")
+    table = new_table(f"rewrite to {to}", [("layer", "name"), ("done", "type"), ("MACs", "text"), ("params", "text"),
+                                           ("weight\nerr", "number"), ("output\nerr", "number"),
+                                           ("latency\nΔ ms", "text"), ("reason", "text")])
     for row in result.layers:
         table.add_row(*_cells(row))
-    console.print(table)
+    print_table(table, console=console)
     if result.accuracy_before is not None:
         after = "-" if result.accuracy_after is None else f"{100 * result.accuracy_after:.2f}%"
         console.print(f"held-out accuracy: {100 * result.accuracy_before:.2f}% before -> {after} after")
