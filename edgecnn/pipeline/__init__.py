@@ -313,6 +313,8 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             ctx.state["backoffs"] = backoffs
             finished = names[: names.index(RETRY_FROM)]
             ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
+            if on_stage:
+                on_stage(stage_name, _backoff_status(exc, undone, attempt))
             i = names.index(RETRY_FROM)
             continue
         except S.BudgetExceeded as exc:
@@ -330,7 +332,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
                 finished = names[: names.index(RETRY_FROM)]
                 ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
                 if on_stage:
-                    on_stage(stage_name, "failed")
+                    on_stage(stage_name, _backoff_status(exc, undone, attempt))
                 i = names.index(RETRY_FROM)
                 continue
             budget_failure = (f"{exc}; no change left to undo" if attempt == 0 or not backoffs else
@@ -348,6 +350,11 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             on_stage(stage_name, record.status)
         i += 1
     return _finish(ctx, backoffs=backoffs, budget_failure=budget_failure)
+
+
+def _backoff_status(exc: BaseException, undone: str, attempt: int) -> str:
+    """The progress line of a back-off: ``failed: <why>; back-off N: undid <change>, again from rewrite``."""
+    return f"failed: {exc}; back-off {attempt}: {undone}, again from {RETRY_FROM}"
 
 
 def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str]) -> CompressReport:
