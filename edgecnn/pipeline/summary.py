@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import html
-import json
 from typing import Any, Optional
 
 from edgecnn.pipeline.context import Context
@@ -172,8 +171,11 @@ def print_table(report: dict, *, console: Any = None) -> None:
 
 
 def to_html(report: dict) -> str:
-    """A self-contained report.html: charts from the bench report when available, the before/after table,
-    and the plan with every candidate's measured effect and decision."""
+    """A self-contained report.html: the before/after table, charts of latency, accuracy and size (from the
+    benchmark), what was changed and undone, the plan with every candidate's measured effect and decision,
+    the stages, the accuracy budget and the notes. Sections without content are left out."""
+    from edgecnn.htmlreport import chart_html, plotly_script
+
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>edgecnn compress report</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid "
@@ -182,30 +184,70 @@ def to_html(report: dict) -> str:
     parts.append("<h2>Before / after</h2><table><tr><th></th><th>original</th><th>compressed</th><th>ratio</th></tr>")
     parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows(report)]
     parts.append("</table>")
-    parts.append(_charts(report))
-    parts.append("<h2>Plan (measured on the target runtime)</h2><table><tr><th>candidate</th>"
-                 "<th>params</th><th>latency ms</th><th>gain ms</th><th>noise ms</th><th>acc. drop (pt, before "
-                 "fine-tuning)</th><th>chosen</th><th>why</th></tr>")
-    for c in report["plan"].get("candidates", []):
-        cells = [c["id"], _fmt(c.get("params"), "n"), _num(c.get("latency_ms")), _num(c.get("gain_ms")),
-                 _num(c.get("noise_ms")), _num(c.get("accuracy_drop")), "yes" if c["chosen"] else "no", c["reason"]]
-        parts.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in cells) + "</tr>")
-    parts.append("</table><h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>status</th><th>changes</th></tr>")
+    charts = _figures(report)
+    if charts:
+        parts.append(plotly_script())
+    for div_id, title, fig in charts:
+        parts.append(f"<h2>{e(title)}</h2>")
+        parts.append(chart_html(div_id, fig))
+    chosen = [c["id"] for c in report["plan"].get("candidates", []) if c.get("chosen")]
+    changes = applied(report) + backoffs(report)
+    parts.append(f"<h2>What changed</h2><p>plan chose: {e(', '.join(chosen) or 'nothing')}</p>")
+    if changes:
+        parts.append("<ul>" + "".join(f"<li>{e(c)}</li>" for c in changes) + "</ul>")
+    cands = report["plan"].get("candidates", [])
+    if cands:
+        scale, unit = _time_unit(report)
+        parts.append(f"<h2>Plan (measured on the target runtime)</h2><table><tr><th>candidate</th><th>params</th>"
+                     f"<th>latency {unit}</th><th>gain {unit}</th><th>noise {unit}</th><th>acc. drop (pt, before "
+                     "fine-tuning)</th><th>chosen</th><th>why</th></tr>")
+        for c in cands:
+            cells = [c["id"], _fmt(c.get("params"), "n"), _time(c.get("latency_ms"), scale),
+                     _time(c.get("gain_ms"), scale), _time(c.get("noise_ms"), scale), _num(c.get("accuracy_drop")),
+                     "yes" if c["chosen"] else "no", c["reason"]]
+            parts.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in cells) + "</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>status</th><th>changes</th></tr>")
     for s in report["stages"]:
         parts.append(f"<tr><td>{e(s['name'])}</td><td>{s['seconds']:.1f}</td><td>{e(s['status'])}</td>"
                      f"<td>{e('; '.join(s['changes']))}</td></tr>")
-    parts.append("</table><h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report["notes"]) + "</ul>")
-    parts.append(f"<h2>report.json</h2><pre>{e(json.dumps(report['budget'], indent=1))}</pre></body></html>")
+    parts.append("</table>")
+    parts.append(_budget_html(report["budget"]))
+    if report["notes"]:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report["notes"]) + "</ul>")
+    parts.append("<p>Every figure of this page, and more (validation of each artifact, the data split, the "
+                 "recipe as run), is in <a href='report.json'>report.json</a> next to it.</p></body></html>")
     return "\n".join(parts)
+
+
+def _budget_html(b: dict) -> str:
+    e = html.escape
+    met = {True: "met", False: "not met", None: "not checked (no labelled data)"}[b.get("met")]
+    out = (f"<h2>Accuracy budget</h2><p>at most {b['max_accuracy_drop']:g} points below the original's held-out "
+           f"accuracy: {e(met)}</p>")
+    if b.get("why"):
+        out += f"<p>{e(str(b['why']))}</p>"
+    return out
+
+
+def _time_unit(report: dict) -> tuple[float, str]:
+    """(factor from ms, unit) for the plan's times: microseconds when the model runs in under 1 ms."""
+    plan = report["plan"]
+    ref = plan.get("base_ms") or max((c.get("latency_ms") or 0 for c in plan.get("candidates", [])), default=0)
+    return (1000.0, "us") if ref and ref < 1.0 else (1.0, "ms")
+
+
+def _time(v: Optional[float], scale: float) -> str:
+    return "-" if v is None else f"{v * scale:.2f}" if scale != 1.0 else f"{v:.3f}"
 
 
 def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def _charts(report: dict) -> str:
-    """The bench report's charts (latency vs accuracy, latency per runtime, top ops per artifact) for the
-    original and the compressed model, plotly.js inlined once."""
+def _figures(report: dict) -> list:
+    """The bench report's charts (latency vs accuracy, latency per runtime, size per model, top ops per
+    artifact) for the original (plain conversion) and the compressed model."""
     from edgecnn.bench.results import BenchReport, BenchResult
     from edgecnn.htmlreport import figures
 
@@ -217,9 +259,4 @@ def _charts(report: dict) -> str:
                 median_ms=t["median_ms"], p90_ms=t["p90_ms"], p99_ms=t["p99_ms"], min_ms=t["min_ms"], runs=t["runs"],
                 size_bytes=t["size_bytes"], accuracy=report[which].get("accuracy"),
                 per_layer=report.get("per_layer", {}).get(which, {}).get(rt)))
-    parts = []
-    for i, (div_id, title, fig) in enumerate(figures(BenchReport(results=results))):
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=div_id,
-                                 config={"displaylogo": False, "responsive": True}))
-    return "\n".join(parts)
+    return figures(BenchReport(results=results)) if results else []
