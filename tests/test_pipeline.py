@@ -229,11 +229,12 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, digits_cnn)
     (busy / "holiday.jpg").write_bytes(b"x")
     cases = [
         (["compress", str(digits_cnn), "-o", str(busy)], "holds files edgecnn did not write"),
-        (["compress", str(digits_cnn), "-o", str(tmp_path / "o1"), "--target", "litert-int4"], "unknown target"),
+        (["compress", str(digits_cnn), "-o", str(tmp_path / "o1"), "--target", "litert-int4"],
+         "Invalid value for '--target': 'litert-int4' is not one of 'litert-int8'"),
         (["compress", str(digits_cnn), "-o", str(tmp_path / "o2"), "--recipe", "fast"], "unknown recipe 'fast'"),
         (["compress", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "o3")], "model not found"),
         (["compress", str(digits_cnn), "-o", str(tmp_path / "o4"), "--runtime-profile", "phone"],
-         "unknown runtime profile"),
+         "'phone' is not one of 'mobile-1t', 'mobile-4t'"),
         (["compress", str(digits_cnn), "-o", str(tmp_path / "o5"), "--data", str(tmp_path / "none.npz")], "npz"),
     ]
     for args, message in cases:
