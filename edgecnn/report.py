@@ -56,7 +56,7 @@ def new_table(title: str, columns: list[tuple[str, str]], **options: Any) -> Any
         elif kind == "name":
             table.add_column(header, justify="left", no_wrap=True)
         elif kind == "type":
-            table.add_column(header, justify="left", overflow="ellipsis", min_width=min(6, len(header) or 6))
+            table.add_column(header, justify="left", overflow="ellipsis", min_width=9)  # "BatchNorm", "DWConv2D"
         else:
             table.add_column(header, justify="left", overflow="fold")
         table.columns[-1].kind = kind  # type: ignore[attr-defined]
@@ -76,30 +76,38 @@ def print_table(table: Any, *, console: Any = None) -> None:
     def natural() -> int:
         return Measurement.get(console, console.options.update(max_width=10**4), table).maximum
 
+    def longest(col: Any) -> int:
+        return max([len(line) for c in [*col._cells, col.header] for line in str(c).splitlines()] or [0])
+
     def squeezable() -> int:  # how much the type/text columns can give up
-        out = 0
-        for i, col in enumerate(table.columns):
-            if getattr(col, "kind", "text") in ("type", "text"):
-                cells = [len(str(c)) for c in col._cells] + [len(str(col.header))]
-                out += max(0, max(cells, default=0) - (col.min_width or 6))
-        return out
+        return sum(max(0, longest(c) - (c.min_width or 6)) for c in table.columns
+                   if getattr(c, "kind", "text") in ("type", "text"))
 
     if natural() > width:
         for col in table.columns:
             if getattr(col, "kind", "") == "type":
                 col._cells = [TYPE_ABBREVIATIONS.get(c, c) if isinstance(c, str) else c for c in col._cells]
-        table.box, table.padding, table.pad_edge, table.show_edge = box.SIMPLE_HEAD, (0, 1), False, False
-    if natural() - squeezable() > width:
+        table.box, table.padding, table.pad_edge, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False, False
+    excess = natural() - squeezable() - width
+    names = [c for c in table.columns if getattr(c, "kind", "") == "name"]
+    if excess > 0 and names:  # the names cannot all stay on one line: fold them, whole, as wide as possible
         for col in table.columns:
-            if getattr(col, "kind", "") == "name":
-                col.no_wrap, col.overflow = False, "fold"
+            if getattr(col, "kind", "") in ("type", "text"):
+                col.max_width = col.min_width or 6
+        for col in names:
+            col.no_wrap, col.overflow = False, "fold"
+            col.width = max(8, longest(col) - -(-excess // len(names)))
     console.print(table)
 
 
-def _shape(shape: list) -> str:
-    """A shape without its batch dimension, e.g. (30, 30, 32)."""
-    dims = shape[1:] if shape and shape[0] is None else shape
-    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+def _shape(shape: list, *, compact: bool = False) -> str:
+    """A shape without its batch dimension, e.g. (30, 30, 32), or 30x30x32 when ``compact``.
+
+    >>> _shape([None, 30, 30, 32]), _shape([None, 30, 30, 32], compact=True), _shape([None, 10], compact=True)
+    ('(30, 30, 32)', '30x30x32', '10')
+    """
+    dims = ["?" if d is None else str(d) for d in (shape[1:] if shape and shape[0] is None else shape)]
+    return "x".join(dims) if compact else "(" + ", ".join(dims) + ")"
 
 
 def print_inspect(stats: Any, info: Any = None, *, console: Any = None) -> None:
@@ -116,7 +124,7 @@ def print_inspect(stats: Any, info: Any = None, *, console: Any = None) -> None:
                               ("MACs", "number"), ("act.", "number")])
     table.columns[2].justify = "left"
     for r in stats.layers:
-        table.add_row(r.name, r.type, _shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+        table.add_row(r.name, r.type, _shape(r.output_shape, compact=console.width < 100), f"{r.params:,}", f"{r.macs:,}",
                       f"{human(r.activation_bytes)}B")
     table.add_section()
     table.add_row("total", "", "", f"{stats.total_params:,}", f"{stats.total_macs:,}",
