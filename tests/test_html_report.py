@@ -80,10 +80,33 @@ def mnist_report(tmp_path_factory):
     """``edgecnn compress models/mnist_cnn.h5`` as a user runs it (data-free, the shipped MNIST CNN)."""
     out = tmp_path_factory.mktemp("mnist") / "out"
     done = subprocess.run([sys.executable, "-m", "edgecnn.cli", "compress", str(ROOT / "models" / "mnist_cnn.h5"),
-                           "-o", str(out), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           "-o", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80"})  # stdout piped, as in CI
     assert done.returncode == 0, done.stderr[-3000:]
+    (out.parent / "stdout.txt").write_text(done.stdout)
+    (out.parent / "stderr.txt").write_text(done.stderr)
     return out
+
+
+def test_compress_terminal_output_at_80_columns(mnist_report):
+    """The final table fits 80 columns with every figure whole, and says what the run changed."""
+    stdout = (mnist_report.parent / "stdout.txt").read_text()
+    stderr = (mnist_report.parent / "stderr.txt").read_text()
+    report = json.loads((mnist_report / "report.json").read_text())
+    lines = stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines if not line.startswith("wrote ")) <= 80, stdout  # (a path)
+    o, c = report["original"], report["compressed"]
+    for figure in (f"{o['params']:,}", f"{o['macs']:,}", f"{c['size_bytes'] / 1024:,.1f} KB"):
+        assert any(figure in line for line in lines), (figure, stdout)
+    latency = next(line for line in lines if "latency litert (median)" in line)
+    assert latency.count(" us") == 2  # a 15 us model in microseconds, not "0.015 ms"
+    chosen = [x["id"] for x in report["plan"]["candidates"] if x["chosen"]]
+    assert f"plan chose: {', '.join(chosen)}" in stdout
+    artifact = Path(report["artifacts"][0]["path"]).name
+    assert f"quantize: wrote {artifact}" in stdout
+    # the progress log (stderr is not a terminal here): one line per stage start and end, none cut short
+    for stage in ("analyze", "plan", "rewrite", "prune", "finetune", "quantize", "validate", "benchmark"):
+        assert re.search(rf"^\[\d/8\] {stage} (done|skipped) \(\d+\.\d s\)$", stderr, re.M), stage
 
 
 def test_compress_report_html_is_small_complete_and_self_contained(mnist_report):

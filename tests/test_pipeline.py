@@ -258,6 +258,8 @@ def test_budget_back_off_then_exit_1_when_it_cannot_be_met(capsys, tmp_path, dig
         pytest.skip("halving the channels cost no accuracy on this model: nothing to back off from")
     assert code == 0 and report["budget"]["met"] is True
     assert len(report["budget"]["backoffs"]) == 1 and "undid prune:0.5" in report["budget"]["backoffs"][0]
+    backoff = next(line for line in out.splitlines() if line.startswith("back-off 1: "))  # the terminal says so
+    assert "points below the original's" in backoff and backoff.endswith("undid prune:0.5")
     assert report["compressed"]["params"] == report["original"]["params"]
     # Without back-off allowed, the same run ends with exit code 1 and says why.
     code, out, err = _run(capsys, "compress", str(digits_cnn), "-o", str(tmp_path / "b"), "--data", "digits",
