@@ -64,8 +64,9 @@ def new_table(title: str, columns: list[tuple[str, str]], **options: Any) -> Any
 
 
 def print_table(table: Any, *, console: Any = None) -> None:
-    """Print ``table`` fitted to the console width: first as it is, then with a compact frame, then with its
-    name columns wrapped (whole, never cut) when even the compact table is wider than the console."""
+    """Print ``table`` fitted to the console width: first as it is, then with a compact frame (two spaces between
+    columns, then one), then with its name columns wrapped (whole, never cut) when even that is wider than the
+    console."""
     from rich import box
     from rich.console import Console
     from rich.measure import Measurement
@@ -79,6 +80,9 @@ def print_table(table: Any, *, console: Any = None) -> None:
     def longest(col: Any) -> int:
         return max([len(line) for c in [*col._cells, col.header] for line in str(c).splitlines()] or [0])
 
+    def longest_word(col: Any) -> int:
+        return max([len(w) for c in [*col._cells, col.header] for w in str(c).split()] or [0])
+
     def squeezable() -> int:  # how much the type/text columns can give up
         return sum(max(0, longest(c) - (c.min_width or 6)) for c in table.columns
                    if getattr(c, "kind", "text") in ("type", "text"))
@@ -88,15 +92,23 @@ def print_table(table: Any, *, console: Any = None) -> None:
             if getattr(col, "kind", "") == "type":
                 col._cells = [TYPE_ABBREVIATIONS.get(c, c) if isinstance(c, str) else c for c in col._cells]
         table.box, table.padding, table.pad_edge, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False, False
-    excess = natural() - squeezable() - width
+    if natural() - squeezable() > width:  # one space between columns rather than a folded name
+        table.padding = (0, 0, 0, 0)
     names = [c for c in table.columns if getattr(c, "kind", "") == "name"]
-    if excess > 0 and names:  # the names cannot all stay on one line: fold them, whole, as wide as possible
+    if natural() - squeezable() > width and names:  # names cannot all stay on one line: fold the longest, whole
         for col in table.columns:
-            if getattr(col, "kind", "") in ("type", "text"):
-                col.max_width = col.min_width or 6
+            if getattr(col, "kind", "") == "type":
+                col.max_width = col.min_width
+            elif getattr(col, "kind", "") == "text":  # wrapped at spaces, no word cut
+                col.max_width = max(col.min_width or 0, longest_word(col))
         for col in names:
+            col.width = longest(col)
+        while natural() > width:
+            col = max(names, key=lambda c: c.width)
+            if col.width <= 8:
+                break
+            col.width -= 1
             col.no_wrap, col.overflow = False, "fold"
-            col.width = max(8, longest(col) - -(-excess // len(names)))
     console.print(table)
 
 

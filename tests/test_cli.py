@@ -129,16 +129,16 @@ def test_inspect_table_at_80_columns_piped_keeps_names_and_numbers_whole(long_na
     lines = done.stdout.splitlines()
     assert max(len(line.rstrip()) for line in lines) <= 80
     report = json.loads(_piped("inspect", str(long_names), "--json").stdout)
+    layers_table = lines[:next(i for i, line in enumerate(lines) if line.startswith("share by layer type"))]
     for layer in report["layers"]:
         # one line holds the whole name and its whole figures: no name cut to "stage1_unit2_...", no number split
-        row = [line for line in lines if line.split() and line.split()[0] == layer["name"]]
+        row = [line for line in layers_table if line.split() and line.split()[0] == layer["name"]]
         assert len(row) == 1, (layer["name"], done.stdout)
         assert f"{layer['params']:,}" in row[0] and f"{layer['macs']:,}" in row[0], row[0]
     assert any(layer["macs"] >= 10**6 for layer in report["layers"])  # a wide number was in the table
-    layers_table = lines[:next(i for i, line in enumerate(lines) if line.startswith("share by layer type"))]
     names = [line.split()[0] for line in layers_table if line.startswith("stage1_unit2_conv_")]
     assert len(names) == len(set(names)) == 4  # the four look-alike names stay apart, each on its row
-    # the rewrite candidates table (9 columns: names fold there, whole): every figure whole on one line
+    # the rewrite candidates table (9 columns): every figure whole on one line
     from edgecnn.report import human
 
     for layer in (x for x in report["layers"] if "separable_macs" in x):
@@ -213,3 +213,19 @@ def test_shell_completion_offers_the_choices(tmp_path):
     done = subprocess.run([sys.executable, "-m", "edgecnn.cli"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120, env=env)
     assert done.stdout.split() == ["gpu", "mobile", "tiny", "mine.toml"]
+
+
+def test_bench_table_at_80_columns_piped_keeps_names_and_numbers_whole(tmp_path):
+    bench = ROOT / "edgecnn" / "bench"
+    names = ("digits_cnn_int8_v2", "digits_cnn_int8_v2_ox")  # share a prefix; 21 characters fit at 80
+    done = _piped("bench", f"{names[0]}={bench / 'reference.tflite'}", f"{names[1]}={bench / 'reference.onnx'}",
+                  "--runtime", "litert,onnxruntime", "--runs", "5", "--warmup", "1", "--quiet",
+                  "--json", str(tmp_path / "b.json"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines if not line.startswith("wrote ")) <= 80, done.stdout
+    results = json.loads((tmp_path / "b.json").read_text())["results"]
+    for r in (r for r in results if r["model"] in names and r["status"] == "ok"):
+        rows = [line for line in lines if line.split() and line.split()[0] == r["model"]]
+        assert len(rows) == 2, (r["model"], done.stdout)  # its latency row and its size row, name whole
+        assert f"{r['median_ms']:.3f}" in rows[0] and f"{r['runs']}" in rows[0].split(), rows[0]
