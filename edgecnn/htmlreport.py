@@ -106,7 +106,8 @@ def figures(report: Any) -> list[tuple[str, str, Any]]:
             rows = list({r.model: r for r in reversed([r for r in sized if r.runtime == runtime])}.values())[::-1]
             size.add_trace(go.Bar(name=runtime, x=[r.model for r in rows], y=[r.size_bytes / 1024 for r in rows],
                                   text=[f"{r.size_bytes / 1024:,.1f} KB" for r in rows], textposition="auto",
-                                  hovertext=[f"gzip {r.gzip_bytes / 1024:,.1f} KB" if r.gzip_bytes else "" for r in rows]))
+                                  hovertext=[f"gzip {r.gzip_bytes / 1024:,.1f} KB" if r.gzip_bytes else ""
+                                             for r in rows]))
         size.update_layout(barmode="group", yaxis_title="file size on the runtime (KB)", height=400)
         out.append(("size-per-model", "Size per model", size))
     for i, r in enumerate(x for x in ok if x.per_layer):

@@ -136,7 +136,8 @@ def print_inspect(stats: Any, info: Any = None, *, console: Any = None) -> None:
                               ("MACs", "number"), ("act.", "number")])
     table.columns[2].justify = "left"
     for r in stats.layers:
-        table.add_row(r.name, r.type, _shape(r.output_shape, compact=console.width < 100), f"{r.params:,}", f"{r.macs:,}",
+        shape = _shape(r.output_shape, compact=console.width < 100)
+        table.add_row(r.name, r.type, shape, f"{r.params:,}", f"{r.macs:,}",
                       f"{human(r.activation_bytes)}B")
     table.add_section()
     table.add_row("total", "", "", f"{stats.total_params:,}", f"{stats.total_macs:,}",
