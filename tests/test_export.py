@@ -144,7 +144,7 @@ def test_cli_export_and_one_line_errors(tmp_path, capsys):
     assert "mnist_cnn_dynamic.tflite" in out.replace("\n", "").replace(" ", "") or "tflite" in out
     for args, fragment in (
         (["--format", "coreml"], "unknown export format"),
-        (["--quantize", "int4"], "unknown quantization"),
+        (["--quantize", "int4"], "'int4' is not one of 'none', 'fp16'"),  # a choice: --help lists them
         (["--quantize", "dynamic", "--io", "int8"], "needs full-integer"),
     ):
         with pytest.raises(SystemExit) as info:

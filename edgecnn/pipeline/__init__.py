@@ -329,8 +329,8 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
                 ctx.state["backoffs"] = backoffs
                 finished = names[: names.index(RETRY_FROM)]
                 ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
-                if on_stage and not missed_floor:
-                    on_stage(stage_name, "failed")
+                if on_stage:
+                    on_stage(stage_name, _backoff_status(exc, undone, attempt))
                 i = names.index(RETRY_FROM)
                 continue
             if missed_floor:
@@ -351,6 +351,11 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             on_stage(stage_name, record.status)
         i += 1
     return _finish(ctx, backoffs=backoffs, budget_failure=budget_failure)
+
+
+def _backoff_status(exc: BaseException, undone: str, attempt: int) -> str:
+    """The progress line of a back-off: ``failed: <why>; back-off N: undid <change>, again from rewrite``."""
+    return f"failed: {exc}; back-off {attempt}: {undone}, again from {RETRY_FROM}"
 
 
 def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str]) -> CompressReport:
