@@ -19,10 +19,10 @@ Target = Literal["litert-int8", "litert-fp16", "litert-dynamic", "litert-fp32", 
                  "onnx-fp32"]  # edgecnn.pipeline.recipe.TARGETS
 Profile = Literal["mobile-1t", "mobile-4t"]  # edgecnn.profiles.PROFILES
 ExportFormat = Literal["tflite", "onnx", "all"]  # edgecnn.export.FORMATS, or all of them
-Quantize = Literal["none", "fp16", "dynamic", "int8", "int16x8"]  # edgecnn.quantize.QuantMode
+Quantize = Literal["none", "fp16", "dynamic", "int8", "int16x8"]  # edgecnn.export.quantize.QuantMode
 LatencyQuantize = Literal["none", "fp16", "dynamic", "int8"]  # edgecnn.latency.LATENCY_QUANT
 LatencyRuntime = Literal["litert", "onnxruntime"]  # edgecnn.latency.LATENCY_RUNTIMES
-IOType = Literal["float", "int8", "uint8"]  # edgecnn.quantize.IO_TYPES
+IOType = Literal["float", "int8", "uint8"]  # edgecnn.export.quantize.IO_TYPES
 PruneMethod = Literal["magnitude", "m-by-n", "channels"]  # edgecnn.prune.METHODS
 Importance = Literal["l1", "bn", "activation"]  # edgecnn.prune.importance.IMPORTANCES
 Schedule = Literal["polynomial", "constant"]  # edgecnn.prune.magnitude.SCHEDULES

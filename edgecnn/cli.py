@@ -237,7 +237,7 @@ def compress(
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the model input (e.g. -1,1) "
                                               "for data-free runs; default: inferred from the model."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help=_STRATEGY_HELP + " Overrides the recipe's "
+    strategy: Optional[Strategy] = typer.Option(None, "--strategy", help=_STRATEGY_HELP + " Overrides the recipe's "
                                            "finetune.strategy; multiworker needs its plan.fixed."),
 ) -> None:
     """One command: analyze, plan on measured latency, rewrite, prune, distil, quantize, export, validate, benchmark.
@@ -388,7 +388,7 @@ def prune(
     epochs: int = typer.Option(0, "--epochs", help="Fine-tuning epochs (distillation from the original)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
-    strategy: str = typer.Option("default", "--strategy", help=_STRATEGY_HELP),
+    strategy: Strategy = typer.Option("default", "--strategy", help=_STRATEGY_HELP),
     analyze: bool = typer.Option(False, "--analyze", help="channels: accuracy drop per group at 25/50/75% (labelled --data)."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=_BUDGET_HELP),
     eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),

@@ -185,7 +185,7 @@ def test_choices_equal_their_tables():
     from edgecnn.prune import METHODS
     from edgecnn.prune.importance import IMPORTANCES
     from edgecnn.prune.magnitude import SCHEDULES
-    from edgecnn.quantize import IO_TYPES, QuantMode
+    from edgecnn.export.quantize import IO_TYPES, QuantMode
     from edgecnn.rewrite import POOLINGS, REWRITES, SELECTS
     from edgecnn.training import STRATEGIES
 
