@@ -165,7 +165,7 @@ def fidelity(data: bytes, x: np.ndarray, ref: np.ndarray) -> tuple[float, float]
 
 def plain(model, *, mode: str, calibration=None) -> bytes:
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
 
     with muted(1, 2):
         return to_tflite(model, mode=QuantMode.parse(mode), calibration=calibration)
@@ -220,8 +220,8 @@ def ablation(path: Path, x_test: np.ndarray, ref: np.ndarray, report: dict, log)
 def measure(name: str, cache: Path, work: Path, log) -> dict:
     import edgecnn
     from edgecnn.bench.latency import model_latency
+    from edgecnn.export.quantize import synthetic_calibration
     from edgecnn.runtimes.profiles import pinned
-    from edgecnn.quantize import synthetic_calibration
 
     spec = MODELS[name]
     path = model_file(name, cache, log)

@@ -29,7 +29,8 @@ def main() -> int:
     import keras
 
     import edgecnn
-    from edgecnn.export.validate import compare, keras_outputs
+    from edgecnn.export.validate import compare
+    from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.files import write_atomic
     from edgecnn.export.convert import convert
     from edgecnn.prune import channel_groups, prune_channels

@@ -41,7 +41,8 @@ def check(model, *, to: str, seed: int = 0) -> dict:
     """Rewrite ``model`` (a working model) and validate the rewritten model's TFLite and ONNX exports."""
     import numpy as np
 
-    from edgecnn.export.validate import compare, keras_outputs
+    from edgecnn.export.validate import compare
+    from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.export.convert import convert
     from edgecnn.rewrite import rewrite
     from edgecnn.runtimes import RUNTIMES

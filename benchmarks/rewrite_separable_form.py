@@ -66,7 +66,7 @@ def main() -> None:
 
     import edgecnn
     from edgecnn.data import load_data
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.files import write_atomic
     from edgecnn.export.convert import convert
     from edgecnn.bench.latency import model_latency

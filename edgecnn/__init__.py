@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from edgecnn._version import __version__
 __all__ = ["__version__", "bench", "compress", "inspect", "load", "prune", "quantize_aware", "rewrite", "save"]
 # Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
 # would be replaced by the subpackage as soon as it is imported).
@@ -76,8 +76,8 @@ def rewrite(model: Any, **options: Any) -> Any:
 
 
 def quantize_aware(model: Any, **options: Any) -> Any:
-    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.qat.quantize_aware`."""
-    from edgecnn.qat import quantize_aware as _qat
+    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.export.qat.quantize_aware`."""
+    from edgecnn.export.qat import quantize_aware as _qat
 
     return _qat(model, **options)
 

@@ -64,6 +64,9 @@ def bottleneck_params(*, kernel: tuple[int, ...], c_in: int, c_out: int, use_bia
     return c_in * r + prod(kernel) * r * c_out + ((r + c_out) if use_bias else 0)
 
 
+_GRAPH_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput", "Conv3D"}
+
+
 @dataclass
 class LayerStats:
     """One row of the inspect table."""
@@ -169,10 +172,10 @@ def analyze(model: Any) -> ModelStats:
         (True, 221184, 52224)
     """
     from edgecnn.graph import iter_nodes
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     if isinstance(model, GraphModel):
-        return model.analyze()
+        return _analyze_graph(model)
     input_shapes = [list(t.shape)[1:] for t in model.inputs]
     if any(d is None for s in input_shapes for d in s):
         raise ShapeMismatchError(
@@ -194,35 +197,6 @@ def analyze(model: Any) -> ModelStats:
         rows.append(LayerStats(layer.name, type(layer).__name__, list(out_shape), params, macs, act, **extra))
     return _summarize(model.name, input_shapes[0] if len(input_shapes) == 1 else input_shapes, rows,
                       trainable=sum(int(prod(w.shape)) for w in model.trainable_weights))
-
-
-def _elements(shape: Any, fill: int) -> int:
-    return prod(fill if d is None else int(d) for d in tuple(shape)[1:])
-
-
-def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
-    """(name, elements) of the largest input or layer output of one sample, from static shapes only (unknown
-    dimensions count as ``fill``, the size a probe input gives them). Nothing is allocated.
-
-    Example:
-        >>> import tf_keras
-        >>> inp = tf_keras.Input((32, 32, 3), name="image")
-        >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(8, 3, padding="same", name="c")(inp))
-        >>> largest_tensor(m)
-        ('c', 8192)
-    """
-    from edgecnn.graph import iter_nodes
-    from edgecnn.savedmodel import GraphModel
-
-    best = max(((t.name, _elements(t.shape, fill)) for t in model.inputs), key=lambda kv: kv[1], default=("", 0))
-    if isinstance(model, GraphModel):
-        return best
-    for node in iter_nodes(model):
-        for shape in node.output_shapes:
-            count = _elements(shape, fill)
-            if count > best[1]:
-                best = (node.layer.name, count)
-    return best
 
 
 def fixed_input_shape(model: Any) -> tuple[int, ...]:
@@ -292,3 +266,42 @@ def _summarize(name: str, input_shape: list, rows: list[LayerStats], *, trainabl
         total_activation_bytes=sum(r.activation_bytes for r in rows),
         by_type=by_type,
     )
+
+
+def _analyze_graph(model: Any) -> "ModelStats":
+    """The inspect table of a graph-only SavedModel: one row per convolution or matmul op of its frozen
+    serving graph."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    shape = [None if d is None else int(d) for d in model.inputs[0].shape][1:]
+    if any(d is None for d in shape):
+        raise ShapeMismatchError(
+            f"the SavedModel input has unknown dimensions {tuple(shape)}: Expected a fixed H,W,C to count "
+            "MACs; export the model with a fixed input shape"
+        )
+    frozen = convert_variables_to_constants_v2(model.function)
+    rows = []
+    for op in frozen.graph.get_operations():
+        if op.type not in _GRAPH_OPS:
+            continue
+        out = [None if d is None else int(d) for d in op.outputs[0].shape]
+        w = [int(d) for d in op.inputs[1].shape]
+        if op.type in ("Conv2D", "Conv3D"):
+            macs = conv_macs(out_hw=tuple(out[1:-1]), kernel=tuple(w[:-2]), c_in=w[-2], c_out=w[-1])
+        elif op.type == "DepthwiseConv2dNative":
+            macs = depthwise_macs(out_hw=tuple(out[1:-1]), kernel=tuple(w[:2]), c_in=w[2], multiplier=w[3])
+        elif op.type == "Conv2DBackpropInput":
+            inp = [int(d) for d in op.inputs[2].shape]
+            macs = inp[1] * inp[2] * inp[3] * w[0] * w[1] * w[2]
+        else:
+            macs = w[0] * w[1]
+        params = 1
+        for d in w:
+            params *= d
+        act = 4
+        for d in out[1:]:
+            act *= d
+        rows.append(LayerStats(op.name, op.type, out, params, macs, act))
+    stats = _summarize(model.name, shape, rows, trainable=model.count_params())
+    stats.total_params = model.count_params()
+    return stats

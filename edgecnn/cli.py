@@ -14,12 +14,16 @@ from typing import Optional
 
 import typer
 
-from edgecnn import __version__
+from edgecnn._version import __version__
+from edgecnn.choices import (ExportFormat, Importance, IOType, LatencyQuantize, LatencyRuntime, Pooling, Profile,
+                             PruneMethod, Quantize, RewriteTo, Schedule, Select, Strategy, Target, complete_recipe,
+                             names, recipe_metavar)
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import check_outdir_path, read_labels
+from edgecnn.recipes import preset_names
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     help="Make trained Keras CNNs fit on the edge: inspect, rewrite, prune, quantize, export, benchmark.",
 )
@@ -31,6 +35,8 @@ _BUDGET_HELP = "With labelled --data: points of held-out accuracy the result may
 _EVAL_ON_TRAIN_HELP = ("Data too small to hold out a test split (< 5 images of a class): measure on the training "
                        "data instead of refusing (every report says so).")
 _AGREE_HELP = "Validation floor: top-1 agreement of each quantized artifact with Keras (default per mode)."
+_STRATEGY_HELP = ("Fine-tuning: default (one device), mirrored (this machine's GPUs) or multiworker (the machines in "
+                  "each worker's TF_CONFIG; the chief writes the outputs; docs/distributed.md).")
 _SNR_HELP = "Validation floor: output SNR in dB of each quantized artifact against Keras (default per mode)."
 
 
@@ -49,7 +55,7 @@ def _root(
 
 @app.command()
 def inspect(
-    model: str = typer.Argument(..., help=_MODEL_HELP),
+    model: str = typer.Argument(..., metavar="MODEL", help=_MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
@@ -88,12 +94,14 @@ def inspect(
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help=_MODEL_HELP),
+    model: str = typer.Argument(..., metavar="MODEL", help=_MODEL_HELP),
     outdir: Path = typer.Option(..., "-o", "--outdir", help="Folder for the artifacts and export.json."),
-    fmt: str = typer.Option("tflite", "--format", help="tflite, onnx or all."),
-    quantize: str = typer.Option("none", "--quantize", help="none, fp16, dynamic, int8 or int16x8."),
+    fmt: str = typer.Option("tflite", "--format", metavar="[" + "|".join(names(ExportFormat)) + "]",
+                            autocompletion=lambda incomplete: [n for n in names(ExportFormat) if n.startswith(incomplete)],
+                            help="Artifact format (tflite,onnx: both, like all)."),
+    quantize: Quantize = typer.Option("none", "--quantize", help="Weights/activations: float, float16, int8 ..."),
     data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x, y)."),
-    io: str = typer.Option("float", "--io", help="Input/output tensor type: float, int8 or uint8 (TFLite int8)."),
+    io: IOType = typer.Option("float", "--io", help="Input/output tensor type (TFLite int8)."),
     calibration_samples: int = typer.Option(200, "--calibration-samples", help="Representative samples."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     ort_format: bool = typer.Option(False, "--ort-format", help="Also write ONNX Runtime Mobile .ort files."),
@@ -116,7 +124,7 @@ def export(
     from edgecnn.export import export as run_export
     from edgecnn.export import parse_formats
     from edgecnn.files import guarded_outdir
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
 
     QuantMode.parse(quantize)  # fail fast, before loading the model
     parse_formats(fmt)
@@ -151,14 +159,14 @@ def export(
 
 @app.command()
 def quantize(
-    model: str = typer.Argument(..., help=_MODEL_HELP),
+    model: str = typer.Argument(..., metavar="MODEL", help=_MODEL_HELP),
     outdir: Path = typer.Option(..., "-o", "--outdir", help="Folder for the int8 .tflite and export.json."),
     qat: bool = typer.Option(False, "--qat", help="Quantization-aware training (tensorflow-model-optimization)."),
     data: str = typer.Option(..., "--data", help="Labelled data: digits, a class folder, or a .npz with y."),
     epochs: int = typer.Option(2, "--epochs", help="Fine-tuning epochs."),
     batch_size: int = typer.Option(32, "--batch-size"),
     learning_rate: float = typer.Option(1e-4, "--learning-rate"),
-    io: str = typer.Option("float", "--io", help="float, int8 or uint8 input/output tensors."),
+    io: IOType = typer.Option("float", "--io", help="Input/output tensor type."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=_CUSTOM_HELP),
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
@@ -183,7 +191,7 @@ def quantize(
         from edgecnn.analysis import fixed_input_shape
         from edgecnn.data import split_data
         from edgecnn.export import export as run_export
-        from edgecnn.qat import quantize_aware
+        from edgecnn.export.qat import quantize_aware
 
         heldout = split_data(data, input_shape=fixed_input_shape(working))
         train, test = heldout.train, heldout.test
@@ -204,14 +212,16 @@ def quantize(
 
 @app.command()
 def compress(
-    model: str = typer.Argument(..., help=_MODEL_HELP),
+    model: str = typer.Argument(..., metavar="MODEL", help=_MODEL_HELP),
     outdir: Optional[Path] = typer.Option(None, "-o", "--outdir", help="Output folder (default: <model>_edgecnn/ next to it)."),
     data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y]); without it only data-free steps run."),
-    recipe: str = typer.Option("mobile", "--recipe", help="Preset (mobile, tiny, gpu; see `edgecnn recipes`) or a .toml file."),
-    target: Optional[str] = typer.Option(None, "--target", help="litert-int8, litert-fp16, litert-fp32, onnx-int8, onnx-fp32, ..."),
+    recipe: str = typer.Option("mobile", "--recipe", metavar=recipe_metavar(preset_names()),
+                               autocompletion=complete_recipe,
+                               help="A preset (see `edgecnn recipes`) or a .toml file (e.g. an earlier OUTDIR/recipe.toml)."),
+    target: Optional[Target] = typer.Option(None, "--target", help="Runtime and precision (overrides the recipe)."),
     max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="Accuracy budget in points."),
     latency_budget_ms: Optional[float] = typer.Option(None, "--latency-budget-ms", help="Stop adding changes once this latency is met."),
-    runtime_profile: Optional[str] = typer.Option(None, "--runtime-profile", help="mobile-1t (one pinned core) or mobile-4t."),
+    runtime_profile: Optional[Profile] = typer.Option(None, "--runtime-profile", help="mobile-1t: one pinned core; mobile-4t: 4 threads."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs (overrides the recipe)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data splits, fine-tuning and calibration."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last finished stage."),
@@ -227,6 +237,8 @@ def compress(
     trust_model: bool = typer.Option(False, "--trust-model", help=_TRUST_HELP),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the model input (e.g. -1,1) "
                                               "for data-free runs; default: inferred from the model."),
+    strategy: Optional[Strategy] = typer.Option(None, "--strategy", help=_STRATEGY_HELP + " Overrides the recipe's "
+                                           "finetune.strategy; multiworker needs its plan.fixed."),
 ) -> None:
     """One command: analyze, plan on measured latency, rewrite, prune, distil, quantize, export, validate, benchmark.
 
@@ -246,7 +258,11 @@ def compress(
                               min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None,
-                              input_range=input_range)
+                              input_range=input_range, strategy=strategy)
+    worker = result.report.get("worker")
+    if worker:  # a non-chief worker of a multiworker run: the chief prints and writes the results
+        typer.echo(worker)
+        return
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, default=str))
     else:
@@ -262,7 +278,10 @@ def compress(
 
 @app.command()
 def recipes(
-    name: Optional[str] = typer.Argument(None, help="A preset to print as TOML."),
+    name: Optional[str] = typer.Argument(None, metavar="[" + "|".join(preset_names()) + "]",
+                                         autocompletion=lambda incomplete: [n for n in preset_names()
+                                                                            if n.startswith(incomplete)],
+                                         help="A preset to print as TOML."),
 ) -> None:
     """List the shipped compress recipes, or print one (copy it, edit it, pass it with --recipe)."""
     from edgecnn.pipeline.recipe import load_recipe
@@ -280,7 +299,7 @@ def recipes(
 
 @app.command()
 def bench(
-    models: list[str] = typer.Argument(..., help="Model files (.h5, .keras, SavedModel) or artifacts (.tflite, "
+    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Model files (.h5, .keras, SavedModel) or artifacts (.tflite, "
                                        ".onnx, .ort); NAME=PATH names one."),
     runtime: str = typer.Option("keras,litert,onnxruntime", "--runtime", help="Comma-separated: keras, litert, "
                                 "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt, tensorflow-gpu, litert-gpu, or all."),
@@ -290,7 +309,7 @@ def bench(
     runs: Optional[int] = typer.Option(None, "--runs", help="Timed rounds (default 100)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed rounds first (default 10)."),
     budget_s: Optional[float] = typer.Option(None, "--budget-s", help="Stop timing after this many seconds."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="mobile-1t or mobile-4t (LiteRT, pinned cores)."),
+    profile: Optional[Profile] = typer.Option(None, "--profile", help="LiteRT on pinned cores, as a phone would run it."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Top ops by time (LiteRT, ONNX Runtime)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (a baseline for the gate)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown table."),
@@ -359,19 +378,20 @@ def bench(
 
 @app.command()
 def prune(
-    model: str = typer.Argument(..., help=_MODEL_HELP),
+    model: str = typer.Argument(..., metavar="MODEL", help=_MODEL_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="The pruned model (.keras or .h5)."),
-    method: str = typer.Option("magnitude", "--method", help="magnitude, m-by-n or channels."),
+    method: PruneMethod = typer.Option("magnitude", "--method", help="Zeros (magnitude, m-by-n) or whole channels."),
     sparsity: float = typer.Option(0.5, "--sparsity", help="[0, 1): zero weights per layer, or channels removed per group."),
-    importance: str = typer.Option("l1", "--importance", help="channels: l1, bn or activation (needs --data)."),
+    importance: Importance = typer.Option("l1", "--importance", help="channels: how channels are ranked (activation needs --data)."),
     round_to: int = typer.Option(8, "--round-to", help="channels: kept channel counts are multiples of this."),
     layer_sparsity: Optional[list[str]] = typer.Option(None, "--layer-sparsity", help="'GLOB=RATIO' override (repeat)."),
-    schedule: str = typer.Option("polynomial", "--schedule", help="magnitude: polynomial or constant."),
+    schedule: Schedule = typer.Option("polynomial", "--schedule", help="magnitude: sparsity schedule."),
     prune_first_last: bool = typer.Option(False, "--prune-first-last", help="magnitude: also prune the first/last layers."),
     data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y])."),
     epochs: int = typer.Option(0, "--epochs", help="Fine-tuning epochs (distillation from the original)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
+    strategy: Strategy = typer.Option("default", "--strategy", help=_STRATEGY_HELP),
     analyze: bool = typer.Option(False, "--analyze", help="channels: accuracy drop per group at 25/50/75% (labelled --data)."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=_BUDGET_HELP),
     eval_on_train: bool = typer.Option(False, "--eval-on-train", help=_EVAL_ON_TRAIN_HELP),
@@ -397,7 +417,7 @@ def prune(
     met = run_prune(model, output=output, method=method, sparsity=sparsity, importance=importance, round_to=round_to,
                     layer_sparsity=layer_sparsity or [], schedule=schedule, skip_first_last=not prune_first_last,
                     data=data, epochs=epochs, batch_size=batch_size, seed=seed, analyze=analyze, as_json=as_json,
-                    max_accuracy_drop=max_accuracy_drop, eval_on_train=eval_on_train,
+                    max_accuracy_drop=max_accuracy_drop, eval_on_train=eval_on_train, strategy=strategy,
                     load_options={"input_shape": input_shape, "trust_model": trust_model,
                                   "custom_objects": str(custom_objects) if custom_objects else None})
     if met is False:
@@ -406,24 +426,24 @@ def prune(
 
 @app.command()
 def rewrite(
-    model: str = typer.Argument(..., help=_MODEL_HELP),
+    model: str = typer.Argument(..., metavar="MODEL", help=_MODEL_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="The rewritten model (.keras or .h5)."),
-    to: str = typer.Option(..., "--to", help="separable, bottleneck, gap-head or low-rank-dense."),
+    to: RewriteTo = typer.Option(..., "--to", help="The cheaper block to rewrite into."),
     layers: Optional[list[str]] = typer.Option(None, "--layers", help="Layer name glob to consider (repeat)."),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Layer name glob to leave alone (repeat)."),
-    select: str = typer.Option("auto", "--select", help="auto, all, or measured (keep only rewrites faster on --runtime)."),
+    select: Select = typer.Option("auto", "--select", help="measured: keep only rewrites faster on --runtime."),
     depth_multiplier: int = typer.Option(1, "--depth-multiplier", help="separable: depthwise channels per input channel."),
     ratio: float = typer.Option(0.5, "--ratio", help="bottleneck: reduced width as a fraction of the input channels, (0, 1]."),
     rank: Optional[int] = typer.Option(None, "--rank", help="low-rank-dense rank / bottleneck width."),
     energy: Optional[float] = typer.Option(None, "--energy", help="Instead of --rank: keep this share of singular value energy."),
-    pooling: str = typer.Option("avg", "--pooling", help="gap-head: avg or max."),
+    pooling: Pooling = typer.Option("avg", "--pooling", help="gap-head: global average or max pooling."),
     data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y])."),
     epochs: int = typer.Option(0, "--epochs", help="Distillation epochs from the original model (needs --data)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
-    strategy: str = typer.Option("default", "--strategy", help="default, mirrored or multiworker (TF_CONFIG)."),
-    runtime: str = typer.Option("litert", "--runtime", help="--select measured: litert or onnxruntime."),
-    quantize: str = typer.Option("none", "--quantize", help="--select measured: none, fp16, dynamic or int8."),
+    strategy: Strategy = typer.Option("default", "--strategy", help=_STRATEGY_HELP),
+    runtime: LatencyRuntime = typer.Option("litert", "--runtime", help="--select measured: the runtime to time on."),
+    quantize: LatencyQuantize = typer.Option("none", "--quantize", help="--select measured: precision of both sides."),
     threads: int = typer.Option(1, "--threads", help="--select measured: runtime threads."),
     runs: int = typer.Option(30, "--runs", help="--select measured: timed runs per model."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=_BUDGET_HELP),
@@ -464,9 +484,15 @@ def rewrite(
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: runs the app; every failure becomes one line on stderr and an exit code
     (:data:`edgecnn.exits.EXIT_CODES`: 2 bad input, 3 a bug, 130 interrupted; never 1 for a crash)."""
+    import os
+
     from edgecnn.exits import run
 
-    sys.exit(run(typer.main.get_command(app), list(sys.argv[1:] if argv is None else argv)))
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("_EDGECNN_COMPLETE"):  # a shell asking for completions (see `edgecnn --install-completion`)
+        command.main(args=args, prog_name="edgecnn")  # prints them and exits
+    sys.exit(run(command, args))
 
 
 if __name__ == "__main__":  # pragma: no cover

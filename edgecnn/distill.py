@@ -43,6 +43,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, UnsupportedModelError, first_line
+from edgecnn.callbacks import best_weights, refresh_batchnorm
+from edgecnn.graph import producer
 from edgecnn.training import STRATEGIES, make_strategy, recalibrate_batchnorm
 
 __all__ = ["DistillResult", "distill", "STRATEGIES", "make_strategy", "recalibrate_batchnorm"]
@@ -86,7 +88,7 @@ class DistillResult:
 
 def _ends_in_softmax(model: Any, index: int) -> bool:
     tensor = model.outputs[index]
-    layer = tensor._keras_history[0] if hasattr(tensor, "_keras_history") else model.layers[-1]
+    layer = producer(tensor) or model.layers[-1]
     layer = getattr(layer, "layer", layer)  # a tfmot wrapper
     if type(layer).__name__ == "Softmax":
         return True
@@ -171,61 +173,12 @@ def _is_pruned(model: Any) -> bool:
     return any(type(layer).__name__ == "PruneLowMagnitude" for layer in model.layers)
 
 
-def _best_weights_callback(*, patience: int, restore: bool) -> Any:
-    import tf_keras
-
-    class BestWeights(tf_keras.callbacks.Callback):
-        """Early stopping on val_loss with the best epoch's weights restored at the end."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.best, self.best_epoch, self.weights, self.wait = np.inf, -1, None, 0
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            value = (logs or {}).get("val_loss")
-            if value is None or not restore:
-                self.best_epoch = epoch
-                return
-            if value < self.best:
-                self.best, self.best_epoch, self.weights, self.wait = value, epoch, self.model.get_weights(), 0
-                return
-            self.wait += 1
-            if self.wait >= patience:
-                self.model.stop_training = True
-
-        def on_train_end(self, logs: Any = None) -> None:
-            if restore and self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    return BestWeights()
-
-
-def _batchnorm_refresh_callback(x: np.ndarray, *, batch_size: int) -> Any:
-    """Re-estimates the BatchNorm statistics on training inputs just before each validation pass.
-
-    Why: with momentum 0.99 the moving statistics are an average over the last ~100 steps, while fine-tuning
-    after a structural change moves the weights fast (Adam 1e-3); through a deep pre-activation residual
-    network the lag compounds, so a pruned MiniModel at 99% training accuracy stayed at 9-25% in inference
-    mode for four epochs (and 99.2% once the statistics were re-estimated). Validation (inference mode) then
-    judges the model that will ship, and the best epoch's weights carry statistics that match them.
-    """
-    import tf_keras
-
-    from edgecnn.training import recalibrate_batchnorm
-
-    class RefreshBatchNorm(tf_keras.callbacks.Callback):
-        def on_test_begin(self, logs: Any = None) -> None:
-            recalibrate_batchnorm(self.model, x, batch_size=batch_size, max_batches=16)
-
-    return RefreshBatchNorm()
-
-
 def _has_batchnorm(model: Any) -> bool:
     return any("BatchNormalization" in type(layer).__name__ for layer in model.layers)
 
 
 def _as_inputs(model: Any, x: Any, what: str) -> list[np.ndarray]:
-    from edgecnn.export.budget import check_inputs
+    from edgecnn.data.checks import check_inputs
 
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != len(model.inputs):
@@ -333,7 +286,7 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
     xs = _as_inputs(teacher, x, "distillation data")
     _as_inputs(student, xs, "distillation data")
     if labelled:
-        from edgecnn.export.budget import check_labelled
+        from edgecnn.data.checks import check_labelled
 
         y = check_labelled(SimpleNamespace(inputs=teacher.inputs[:1], outputs=teacher.outputs),
                            xs[0], y, what="distillation data")[1]
@@ -375,7 +328,9 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
     val_t = targets(xs_val, y_val) if xs_val is not None else None
     teacher_acc = None
     if xs_val is not None and labelled:
-        teacher_acc = float(np.mean(np.argmax(val_t[:, :-1], axis=1) == y_val))
+        from edgecnn.data.checks import top1_accuracy
+
+        teacher_acc = top1_accuracy(val_t[:, :-1], y_val)
 
     losses = [_loss_fn(classifier=c, labelled=labelled and i == 0, softmax=s, temperature=float(temperature),
                        alpha=float(alpha)) for i, (c, s) in enumerate(zip(classifier, s_softmax))]
@@ -399,15 +354,15 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
         model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=float(learning_rate)),
                       loss=losses if len(losses) > 1 else losses[0],
                       metrics=[accuracy] if labelled else None)
-    best = _best_weights_callback(patience=patience, restore=not _is_pruned(student))
+    best = best_weights(patience=patience, restore=not _is_pruned(student))
     # BatchNorm statistics re-estimated before each validation (one device, plain Keras layers only: a
     # training-mode pass through tfmot's wrappers would advance their masks).
     refresh = len(xs) == 1 and in_place and _has_batchnorm(student) and not _is_pruned(student)
-    extra = [_batchnorm_refresh_callback(xs[0], batch_size=batch_size)] if refresh else []
+    extra = [refresh_batchnorm(xs[0], batch_size=batch_size)] if refresh else []
     try:
         fit = model.fit(dataset(xs, train_t, train=True), epochs=epochs,
                         validation_data=dataset(xs_val, val_t, train=False) if xs_val is not None else None,
-                        callbacks=[*extra, best, *callbacks], verbose=1 if progress else 0)
+                        callbacks=[*extra, best, *callbacks], verbose=_verbosity(progress, dist))
     except (tf.errors.OpError, ValueError, TypeError) as exc:
         raise EdgecnnError(f"distillation failed: {first_line(exc)}") from exc
     if not in_place:
@@ -421,10 +376,20 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
             history[key] = [float(v) for v in values]
     val_acc = None
     if xs_val is not None and labelled:
-        val_acc = float(np.mean(np.argmax(_predict(student, xs_val, batch_size)[0], axis=1) == y_val))
+        from edgecnn.data.checks import top1_accuracy
+
+        val_acc = top1_accuracy(_predict(student, xs_val, batch_size)[0], y_val)
     return DistillResult(model=student, epochs_run=len(fit.history.get("loss", [])), best_epoch=max(best.best_epoch, 0),
                          history=history, val_accuracy=val_acc, teacher_val_accuracy=teacher_acc,
                          seconds=time.perf_counter() - start, batchnorm_refreshed=refresh or bn_refreshed)
+
+
+def _verbosity(progress: bool, strategy: Any) -> int:
+    """Keras's progress bar, or one line per epoch over several replicas (tf_keras's per-step values are summed
+    over the replicas there: loss and accuracy twice their value with two workers; the epoch's are right)."""
+    if not progress:
+        return 0
+    return 2 if int(getattr(strategy, "num_replicas_in_sync", 1)) > 1 else 1
 
 
 def _final_refresh(student: Any, x: np.ndarray, xs_val: Any, val_t: Any, losses: list, batch_size: int) -> bool:

@@ -54,7 +54,8 @@ def run(command: Any, args: list[str]) -> int:
             if debug:
                 raise
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-            return fail(f"{exc.format_message()}{where}", 2)
+            message = exc.format_message().replace("Value error, ", "")  # typer's wording of a refused choice
+            return fail(f"{message}{where}", 2)
         except BaseException as exc:  # noqa: BLE001 - the boundary: each kind becomes its one line
             if debug:
                 raise

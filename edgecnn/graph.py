@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any, Callable, Iterator
 
 from edgecnn.errors import UnsupportedModelError
@@ -210,8 +211,50 @@ class ModelGraph:
         return list(self._consumers.get(name, []))
 
 
-def _input_name(t: Any) -> str:
+def producer(t: Any) -> Any:
+    """The layer that produced Keras tensor ``t`` (either Keras version), or None for a plain tensor.
+
+    >>> import tf_keras
+    >>> inp = tf_keras.Input((2,), name="x")
+    >>> out = tf_keras.layers.Dense(1, name="d")(inp)
+    >>> producer(out).name, producer(inp).name, producer(object())
+    ('d', 'x', None)
+    """
     hist = getattr(t, "_keras_history", None)
-    if hist is not None:
-        return hist[0].name
-    return getattr(t, "name", "input")
+    return hist[0] if hist is not None else None
+
+
+def output_layer_names(model: Any) -> set[str]:
+    """Names of the layers that produce ``model``'s outputs."""
+    return {producer(t).name for t in model.outputs}
+
+
+def _input_name(t: Any) -> str:
+    layer = producer(t)
+    return layer.name if layer is not None else getattr(t, "name", "input")
+
+
+def _elements(shape: Any, fill: int) -> int:
+    return prod(fill if d is None else int(d) for d in tuple(shape)[1:])
+
+
+def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
+    """(name, elements) of the largest input or layer output of one sample, from static shapes only (unknown
+    dimensions count as ``fill``, the size a probe input gives them). Nothing is allocated.
+
+    Example:
+        >>> import tf_keras
+        >>> inp = tf_keras.Input((32, 32, 3), name="image")
+        >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(8, 3, padding="same", name="c")(inp))
+        >>> largest_tensor(m)
+        ('c', 8192)
+    """
+    best = max(((t.name, _elements(t.shape, fill)) for t in model.inputs), key=lambda kv: kv[1], default=("", 0))
+    if not hasattr(model, "layers"):  # a graph-only SavedModel: its inputs are all that is known
+        return best
+    for node in iter_nodes(model):
+        for shape in node.output_shapes:
+            count = _elements(shape, fill)
+            if count > best[1]:
+                best = (node.layer.name, count)
+    return best

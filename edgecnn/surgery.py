@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from edgecnn.errors import UnsupportedModelError
-from edgecnn.graph import NodeView, fill_in, is_model, iter_nodes, model_inputs, model_outputs
+from edgecnn.graph import NodeView, fill_in, is_model, iter_nodes, model_inputs, model_outputs, producer
 
 
 @dataclass
@@ -94,7 +94,7 @@ def rebuild(
     BatchNormalization downstream of a replacement holds stale moving statistics: in inference mode such
     a model can fall to chance level although its weights are fine. With ``bn_data`` (training inputs,
     never test data) those statistics are re-estimated here, where the change is made, so no caller can
-    forget it (:func:`edgecnn.training.recalibrate_batchnorm`); the other BatchNorms keep theirs.
+    forget it (:func:`edgecnn.batchnorm.recalibrate_batchnorm`); the other BatchNorms keep theirs.
 
     Args:
         model: a flat tf_keras functional model (the working model from :func:`edgecnn.load`).
@@ -117,7 +117,7 @@ def rebuild(
     tensors: dict[int, Any] = {}
     new_inputs = []
     for t in model_inputs(model):
-        layer = t._keras_history[0]
+        layer = producer(t)
         names.add(layer.name)
         new = tf_keras.Input(shape=tuple(t.shape[1:]), batch_size=t.shape[0], dtype=t.dtype, name=layer.name)
         tensors[id(t)] = new
@@ -155,7 +155,7 @@ def rebuild(
             tensors[id(old)] = new
             if downstream:
                 changed.add(id(new))
-                layer = getattr(new, "_keras_history", [None])[0]
+                layer = producer(new)
                 if _is_batchnorm(layer) and layer not in stale:
                     stale.append(layer)
     outputs = [tensors[id(t)] for t in model_outputs(model)]
@@ -166,7 +166,7 @@ def rebuild(
     )
     new_model._edgecnn_stale_bn = tuple(layer.name for layer in stale)
     if bn_data is not None and stale:
-        from edgecnn.training import recalibrate_batchnorm
+        from edgecnn.batchnorm import recalibrate_batchnorm
 
         recalibrate_batchnorm(new_model, bn_data, layers=stale)
         new_model._edgecnn_stale_bn = ()

@@ -6,7 +6,8 @@ import pytest
 
 from edgecnn.data import digits
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError
-from edgecnn.export.budget import accuracy, int8_within_budget
+from edgecnn.data import top1_accuracy
+from edgecnn.export.budget import int8_within_budget
 from edgecnn.runtimes.litert import LiteRTSession
 
 SHAPE = (16, 16, 1)
@@ -74,11 +75,11 @@ def test_int8_within_budget_keeps_no_float_op(trained, data):
                                 max_accuracy_drop=2.0)
     assert result.met and result.float_layers == [] and result.float_tensors == []
     assert result.per_layer_error == []  # the debugger was not needed
-    assert result.keras_accuracy == pytest.approx(accuracy(trained.predict(test.x, verbose=0), test.y))
+    assert result.keras_accuracy == pytest.approx(top1_accuracy(trained.predict(test.x, verbose=0), test.y))
     assert result.keras_accuracy > 0.8
     assert result.final_accuracy == result.int8_accuracy
     assert result.keras_accuracy - result.final_accuracy <= 0.02
-    assert result.final_accuracy == accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
+    assert result.final_accuracy == top1_accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
     assert _float_ops(result.tflite) == []
     assert "meets" in result.message
 
@@ -97,7 +98,7 @@ def test_int8_over_budget_keeps_the_culprits_in_float(outlier, data, io):
     assert result.int8_accuracy < result.keras_accuracy - 0.3  # plain int8 is ruined by the outlier channel
     assert result.met, result.message
     assert result.final_accuracy >= result.keras_accuracy - 0.01
-    assert result.final_accuracy == accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
+    assert result.final_accuracy == top1_accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
     # the debugger ranks the outlier conv worst, and the fix keeps only a few ops in float
     assert result.per_layer_error[0]["layer"] == "conv1"
     assert {"tensor", "layer", "op", "rmse", "scale", "rmse_per_scale"} <= set(result.per_layer_error[0])
@@ -118,7 +119,7 @@ def test_over_budget_without_enough_float_ops_says_so(outlier, data):
     assert not result.met
     assert result.keras_accuracy - result.final_accuracy > 0.01
     assert result.final_accuracy >= result.int8_accuracy  # the most accurate model found
-    assert result.final_accuracy == accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
+    assert result.final_accuracy == top1_accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
     assert len(result.float_layers) <= 1
     assert "misses" in result.message and "edgecnn quantize --qat" in result.message
     assert result.per_layer_error  # the debugger ran

@@ -144,7 +144,7 @@ def test_equalization_keeps_the_float_function_and_evens_the_ranges(tf_keras, re
 def test_bias_correction_removes_the_int8_mean_shift_on_litert(tf_keras):
     from edgecnn.datafree.bias import correct_bias
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
     from edgecnn.runtimes.litert import LiteRTSession
 
     L = tf_keras.layers
@@ -189,7 +189,7 @@ def test_int8_builder_sets_the_input_range_and_shrinks_outlier_ranges(tf_keras):
 def test_slim_names_keeps_outputs_and_io_names(tf_keras):
     from edgecnn.datafree.slim import slim_names
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
     from edgecnn.runtimes.litert import LiteRTSession
 
     model = _bn_cnn(tf_keras)

@@ -9,9 +9,10 @@ import pytest
 
 import edgecnn
 from edgecnn.errors import DataError, EdgecnnError, InputFileError
-from edgecnn.export import FORMATS, _validate, export
-from edgecnn.export.validate import TOLERANCES, compare, keras_outputs
-from edgecnn.quantize import SyntheticCalibrationWarning
+from edgecnn.export import FORMATS, export
+from edgecnn.export.validate import TOLERANCES, compare, validate_artifact
+from edgecnn.runtimes.keras import keras_outputs
+from edgecnn.export.quantize import QuantMode, SyntheticCalibrationWarning
 
 from conftest import MODELS, small_cnn
 
@@ -66,11 +67,11 @@ def test_int8_io_int8(working, tmp_path):
 def test_a_float_artifact_that_does_not_match_is_an_error(working, keras3, tmp_path):
     other = edgecnn.load(small_cnn(keras3, name="other"))
     other.set_weights([w * 1.5 for w in other.get_weights()])
-    wrong = FORMATS["tflite"].convert(other, mode=__import__("edgecnn.quantize").quantize.QuantMode.NONE,
+    wrong = FORMATS["tflite"].convert(other, mode=QuantMode.NONE,
                                       calibration=None, io="float", opset=17)
     x = np.random.default_rng(0).random((8, 16, 16, 3), dtype=np.float32)
-    v = _validate(FORMATS["tflite"], wrong, tmp_path / "m.tflite", x, None, keras_outputs(working, x),
-                  tolerance=TOLERANCES["none"], compare=compare)
+    v = validate_artifact(FORMATS["tflite"], wrong, tmp_path / "m.tflite", x, None, keras_outputs(working, x),
+                          tolerance=TOLERANCES["none"])
     assert not v.passed and "max relative difference" in v.problems[0]
     assert list(tmp_path.iterdir()) == []
 
@@ -143,7 +144,7 @@ def test_cli_export_and_one_line_errors(tmp_path, capsys):
     assert "mnist_cnn_dynamic.tflite" in out.replace("\n", "").replace(" ", "") or "tflite" in out
     for args, fragment in (
         (["--format", "coreml"], "unknown export format"),
-        (["--quantize", "int4"], "unknown quantization"),
+        (["--quantize", "int4"], "'int4' is not one of 'none', 'fp16'"),  # a choice: --help lists them
         (["--quantize", "dynamic", "--io", "int8"], "needs full-integer"),
     ):
         with pytest.raises(SystemExit) as info:

@@ -13,7 +13,7 @@ import pytest
 import edgecnn
 from edgecnn.export import export
 from edgecnn.export.tflite import _relax_fused_clamps, float_ops
-from edgecnn.quantize import SyntheticCalibrationWarning
+from edgecnn.export.quantize import SyntheticCalibrationWarning
 
 
 @pytest.mark.slow

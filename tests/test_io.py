@@ -17,7 +17,7 @@ from edgecnn.errors import (
     UnsupportedModelError,
 )
 from edgecnn.io import load_info, save
-from edgecnn.savedmodel import GraphModel
+from edgecnn.io.savedmodel import GraphModel
 
 from conftest import small_cnn, write_legacy_keras205_h5
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -234,11 +235,12 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, digits_cnn)
     (busy / "holiday.jpg").write_bytes(b"x")
     cases = [
         (["compress", str(digits_cnn), "-o", str(busy)], "holds files edgecnn did not write"),
-        (["compress", str(digits_cnn), "-o", str(tmp_path / "o1"), "--target", "litert-int4"], "unknown target"),
+        (["compress", str(digits_cnn), "-o", str(tmp_path / "o1"), "--target", "litert-int4"],
+         "Invalid value for '--target': 'litert-int4' is not one of 'litert-int8'"),
         (["compress", str(digits_cnn), "-o", str(tmp_path / "o2"), "--recipe", "fast"], "unknown recipe 'fast'"),
         (["compress", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "o3")], "model not found"),
         (["compress", str(digits_cnn), "-o", str(tmp_path / "o4"), "--runtime-profile", "phone"],
-         "unknown runtime profile"),
+         "'phone' is not one of 'mobile-1t', 'mobile-4t'"),
         (["compress", str(digits_cnn), "-o", str(tmp_path / "o5"), "--data", str(tmp_path / "none.npz")], "npz"),
     ]
     for args, message in cases:
@@ -262,6 +264,9 @@ def test_budget_back_off_then_exit_1_when_it_cannot_be_met(capsys, tmp_path, dig
         pytest.skip("halving the channels cost no accuracy on this model: nothing to back off from")
     assert code == 0 and report["budget"]["met"] is True
     assert len(report["budget"]["backoffs"]) == 1 and "undid prune:0.5" in report["budget"]["backoffs"][0]
+    flat = " ".join(out.split())  # the terminal says so (wrapped at its width)
+    assert re.search(r"back-off 1: \S+\.tflite: accuracy [\d.]+% is [\d.]+ points below the original's [\d.]+% "
+                     r"\(budget 0\.0\): undid prune:0\.5", flat), out
     assert report["compressed"]["params"] == report["original"]["params"]
     # Without back-off allowed, the same run ends with exit code 1 and says why.
     code, out, err = _run(capsys, "compress", str(digits_cnn), "-o", str(tmp_path / "b"), "--data", "digits",

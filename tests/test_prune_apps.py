@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.export.validate import compare, keras_outputs
+from edgecnn.export.validate import compare
+from edgecnn.runtimes.keras import keras_outputs
 from edgecnn.export.convert import convert
 from edgecnn.prune import apply_selection, prune_channels
 from edgecnn.prune.groups import ChannelGraph

@@ -34,7 +34,7 @@ def files(tmp_path_factory, tf_keras):
 @pytest.mark.parametrize("args, message", [
     (["--method", "channels", "--sparsity", "1.0"], r"Expected a fraction in [0, 1). Received: 1.0"),
     (["--method", "magnitude", "--sparsity", "-0.2"], r"Expected a fraction in [0, 1). Received: -0.2"),
-    (["--method", "lottery"], "unknown pruning method 'lottery'"),
+    (["--method", "lottery"], "Invalid value for '--method': 'lottery' is not one of 'magnitude'"),
     (["--method", "channels", "--layer-sparsity", "conv"], "Expected GLOB=RATIO"),
     (["--method", "channels", "--epochs", "2"], "fine-tuning needs data"),
 ])

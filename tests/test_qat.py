@@ -6,8 +6,8 @@ import pytest
 
 from edgecnn.data import digits
 from edgecnn.errors import EdgecnnError, UnsupportedLayerError, UnsupportedModelError
-from edgecnn.export.budget import accuracy
-from edgecnn.qat import calibrate_ranges, prepare_qat, quantize_aware
+from edgecnn.data import top1_accuracy
+from edgecnn.export.qat import calibrate_ranges, prepare_qat, quantize_aware
 from edgecnn.runtimes.litert import LiteRTSession
 
 from models.zoo import se_block
@@ -60,13 +60,13 @@ def test_qat_gives_an_int8_tflite_close_to_the_float_model(tf_keras, data):
 
     assert result.skipped_layers == []
     assert result.annotated_layers == ["conv1", "bn1", "relu1", "pool1", "sep2", "flat", "head"]
-    assert result.keras_accuracy_before == pytest.approx(accuracy(model.predict(test.x, verbose=0), test.y))
+    assert result.keras_accuracy_before == pytest.approx(top1_accuracy(model.predict(test.x, verbose=0), test.y))
     assert result.keras_accuracy_before > 0.75
     assert result.tflite_accuracy >= result.keras_accuracy_before - 0.03
     assert abs(result.tflite_accuracy - result.qat_keras_accuracy) <= 0.02
     session = LiteRTSession(result.tflite)
     assert session.input_dtype == np.int8
-    assert result.tflite_accuracy == accuracy(session.run(test.x)[0], test.y)
+    assert result.tflite_accuracy == top1_accuracy(session.run(test.x)[0], test.y)
     types = _op_output_types(result.tflite)
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         assert types[op] == {"int8"}, (op, types)
@@ -79,13 +79,13 @@ def test_qat_gives_an_int8_tflite_close_to_the_float_model(tf_keras, data):
 def test_calibrated_ranges_make_the_qat_model_accurate_before_fine_tuning(tf_keras, data):
     train, test = data
     model = _trained_cnn(tf_keras, train, se=False, softmax=True)
-    float_accuracy = accuracy(model.predict(test.x, verbose=0), test.y)
+    float_accuracy = top1_accuracy(model.predict(test.x, verbose=0), test.y)
     plan = prepare_qat(model)
     # tfmot's initial ranges ([-6, 6] for activations and weights) ruin the model until it has trained
-    assert accuracy(plan.model.predict(test.x, verbose=0), test.y) < float_accuracy - 0.3
+    assert top1_accuracy(plan.model.predict(test.x, verbose=0), test.y) < float_accuracy - 0.3
     bn = [v.numpy().copy() for v in plan.model.get_layer("quant_bn1").non_trainable_weights if "moving" in v.name]
     assert calibrate_ranges(plan.model, train.x[:200]) > 0
-    assert accuracy(plan.model.predict(test.x, verbose=0), test.y) >= float_accuracy - 0.02
+    assert top1_accuracy(plan.model.predict(test.x, verbose=0), test.y) >= float_accuracy - 0.02
     after = [v.numpy() for v in plan.model.get_layer("quant_bn1").non_trainable_weights if "moving" in v.name]
     assert len(bn) == 2 and all(np.array_equal(a, b) for a, b in zip(bn, after))  # BN statistics kept
 
@@ -103,7 +103,7 @@ def test_unsupported_layer_is_left_unannotated_and_the_model_still_converts(tf_k
     assert result.keras_accuracy_before > 0.75
     assert result.qat_keras_accuracy >= result.keras_accuracy_before - 0.03
     assert result.tflite_accuracy >= result.keras_accuracy_before - 0.03
-    assert result.tflite_accuracy == accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
+    assert result.tflite_accuracy == top1_accuracy(LiteRTSession(result.tflite).run(test.x)[0], test.y)
     # a cross-entropy of logits taken as probabilities would read about 0.2 here; the right one about 0.05
     assert result.history["loss"][0] < 0.15
     types = _op_output_types(result.tflite)

@@ -177,7 +177,8 @@ def test_keras_application_rewrite_exports_to_tflite_and_onnx_and_matches():
     import keras
 
     import edgecnn
-    from edgecnn.export.validate import compare, keras_outputs
+    from edgecnn.export.validate import compare
+    from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.export.convert import convert
     from edgecnn.runtimes import RUNTIMES
 

@@ -46,7 +46,7 @@ def test_rewrite_writes_a_model_and_prints_the_table(mnist, tmp_path, capsys):
     (["--to", "bottleneck", "--ratio", "1.5"], "ratio"),
     (["--to", "low-rank-dense", "--layers", "dense1", "--rank", "300"], "Expected 1 to 256"),
     (["--to", "separable", "--data", "BAD_NPZ"], "does not match the model input"),
-    (["--to", "separable", "--strategy", "ring", "--data", "digits", "--epochs", "1"], "unknown strategy"),
+    (["--to", "separable", "--strategy", "ring", "--data", "digits", "--epochs", "1"], "'ring' is not one of 'default'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_files_alone(mnist, tmp_path, capsys, args, text):
     bad = tmp_path / "bad.npz"

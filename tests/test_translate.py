@@ -6,7 +6,7 @@ import pytest
 
 from edgecnn.errors import TranslationError, UnsupportedLayerError
 from edgecnn.graph import ModelGraph
-from edgecnn.translate import check_same_outputs, to_working
+from edgecnn.io.translate import check_same_outputs, to_working
 
 
 @pytest.mark.parametrize("arch", ["MobileNetV2", "ResNet50", "DenseNet121", "EfficientNetB0", "MobileNetV3Small"])

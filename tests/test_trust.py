@@ -201,9 +201,10 @@ def test_a_corrupted_int8_artifact_fails_validation(tmp_path, capsys, monkeypatc
 
     row = export_module.FORMATS["tflite"]
     real = row.convert
+    import dataclasses
+
     monkeypatch.setitem(export_module.FORMATS, "tflite",
-                        type(row)(row.name, row.suffix, row.runtime,
-                                  lambda *a, **k: _flip_largest_buffer(real(*a, **k)), row.io_types))
+                        dataclasses.replace(row, convert=lambda *a, **k: _flip_largest_buffer(real(*a, **k))))
     out = tmp_path / "out"
     code, _, err = _run(["export", str(ROOT / "models" / "mnist_cnn.h5"), "--quantize", "int8", "--data", "digits",
                          "-o", str(out)], capsys)

@@ -22,9 +22,8 @@ def print_bench(report: Any, *, console: Any = None) -> None:
     The terminal shows the essentials; spread, min and the reference ratio are in ``--json``/``--markdown``.
     """
     from rich.console import Console
-    from rich.table import Table
 
-    from edgecnn.report import human
+    from edgecnn.report import human, print_table
 
     console = console or Console()
     env = report.environment
@@ -38,10 +37,10 @@ def print_bench(report: Any, *, console: Any = None) -> None:
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
     size = lambda v: "-" if v is None else f"{human(v)}B"  # noqa: E731
     rows = [r for r in report.results if not (r.status == "unavailable" and r.runtime in _gpu_names(report))]
-    latency = _table(Table, title, ("model", "runtime", "thr", "status", "median ms", "p90", "p99", "runs", "img/s",
-                                    "vs first"))
-    other = _table(Table, "load, memory, size, accuracy", ("model", "runtime", "thr", "load ms", "peak MB", "size",
-                                                           "gzip", "accuracy", "top-1 agree"))
+    latency = _table(title, ("model", "runtime", "thr", "status", "median\nms", "p90", "p99", "runs", "img/s",
+                             "vs\nfirst"))
+    other = _table("load, memory, size, accuracy", ("model", "runtime", "thr", "load\nms", "peak\nMB", "size",
+                                                    "gzip", "accuracy", "top-1\nagree"))
     for r in rows:
         status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
         latency.add_row(r.model, r.runtime, str(r.threads), status, f(r.median_ms), f(r.p90_ms), f(r.p99_ms),
@@ -49,8 +48,8 @@ def print_bench(report: Any, *, console: Any = None) -> None:
         if r.status == "ok":
             other.add_row(r.model, r.runtime, str(r.threads), f(r.load_ms, 1), f(r.peak_mem_mb, 1), size(r.size_bytes),
                           size(r.gzip_bytes), pct(r.accuracy), pct(r.top1_agreement))
-    console.print(latency)
-    console.print(other)
+    print_table(latency, console=console)
+    print_table(other, console=console)
     for g in report.gpu:
         if not g["available"]:
             console.print(f"{g['runtime']}: unavailable ({g['reason']})")
@@ -63,14 +62,11 @@ def print_bench(report: Any, *, console: Any = None) -> None:
             console.print(f"top ops {r.model} on {r.runtime}/{r.threads}t: {top}")
 
 
-def _table(Table: Any, title: str, cols: tuple[str, ...]) -> Any:
-    table = Table(title=title, title_justify="left")
-    for c in cols:
-        if c in ("model", "runtime"):
-            table.add_column(c, justify="left", no_wrap=True)
-        else:
-            table.add_column(c, justify="left" if c == "status" else "right", overflow="fold")
-    return table
+def _table(title: str, cols: tuple[str, ...]) -> Any:
+    from edgecnn.report import new_table
+
+    kinds = {"model": "name", "runtime": "name", "status": "text"}
+    return new_table(title, [(c, kinds.get(c, "number")) for c in cols])
 
 
 def _gpu_names(report: Any) -> set[str]:

@@ -32,11 +32,11 @@ def load_stats(result: Any, target: Any, *, threads: int, batch_size: int, seed:
         if row.format is None:
             import warnings
 
-            import edgecnn
+            import edgecnn.io as edgecnn_io
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tf_keras calls .h5 legacy; edgecnn writes .h5 on purpose
-                path = str(edgecnn.save(target.keras, Path(tmp) / "model.h5"))
+                path = str(edgecnn_io.save(target.keras, Path(tmp) / "model.h5"))
         else:
             path = str(Path(tmp) / f"model{RUNTIMES[row.base].suffixes[0]}")
             Path(path).write_bytes(target.artifact(result.runtime))
@@ -77,9 +77,9 @@ def main() -> None:
     try:
         with muted(1, 2):
             if row.format is None:
-                import edgecnn
+                import edgecnn.io as edgecnn_io
 
-                source: Any = edgecnn.load(req["path"])
+                source: Any = edgecnn_io.load(req["path"])
             else:
                 source = Path(req["path"]).read_bytes()
             keep = _warm_up(row, int(req["threads"]))

@@ -177,20 +177,20 @@ def _target(name: Optional[str], model: Any) -> Target:
         if not path.is_dir() and suffix not in RUNTIMES["keras"].suffixes:
             raise InputFileError(f"cannot benchmark {path.name}: Expected .h5, .keras, a SavedModel folder, .tflite, "
                                  f".onnx or .ort. Received: {suffix or 'no suffix'}")
-        import edgecnn
+        import edgecnn.io as edgecnn_io
 
-        working = edgecnn.load(str(path))
+        working = edgecnn_io.load(str(path))
         raw = path.read_bytes() if path.is_file() else None
         return Target(name or path.stem, str(path), keras=working, keras_bytes=len(raw) if raw else None,
                       keras_gzip=len(gzip.compress(raw, 9)) if raw else None, **where)
     if isinstance(model, (bytes, bytearray)):
         raise EdgecnnError("artifact bytes are ambiguous: Expected a path (its suffix names the runtime) or a model. "
                            "Received: bytes")
-    import edgecnn
+    import edgecnn.io as edgecnn_io
 
-    working = edgecnn.load(model)
+    working = edgecnn_io.load(model)
     with tempfile.TemporaryDirectory() as tmp:
-        saved = edgecnn.save(working, Path(tmp) / "model.h5")
+        saved = edgecnn_io.save(working, Path(tmp) / "model.h5")
         raw = Path(saved).read_bytes()
     label = name or getattr(model, "name", "model")
     return Target(label, f"{label} (live model)", keras=working, keras_bytes=len(raw),

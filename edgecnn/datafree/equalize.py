@@ -47,6 +47,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, ValidationError
+from edgecnn.graph import output_layer_names
 
 __all__ = ["Equalized", "Pair", "equalize", "find_pairs", "max_rel_diff"]
 
@@ -136,7 +137,7 @@ def find_pairs(model: Any) -> list[Pair]:
     for node in graph.nodes:
         calls[node.layer.name] = calls.get(node.layer.name, 0) + 1
     layers = {layer.name: layer for layer in model.layers}
-    outputs = {t._keras_history[0].name for t in model.outputs}
+    outputs = output_layer_names(model)
     pairs: list[Pair] = []
     for name, layer in layers.items():
         cls = _type(layer)
@@ -349,7 +350,7 @@ def _channel_stats(model: Any, pairs: list[Pair], x: np.ndarray) -> dict[tuple[s
 
 def max_rel_diff(a: Any, b: Any, x: np.ndarray) -> float:
     """max |a(x) - b(x)| / max |a(x)| over every output (the float check of an equalized model)."""
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     ra, rb = keras_outputs(a, x), keras_outputs(b, x)
     scale = max(max(float(np.abs(r).max()) for r in ra), 1e-12)

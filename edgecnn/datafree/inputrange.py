@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.graph import producer
 
 __all__ = ["InputRange", "STANDARD_RANGES", "infer_input_range", "parse_range"]
 
@@ -120,7 +121,7 @@ def _first_layers(model: Any) -> list:
     from edgecnn.graph import ModelGraph
 
     graph = ModelGraph(model)
-    name = model.inputs[0]._keras_history[0].name
+    name = producer(model.inputs[0]).name
     chain = []
     for _ in range(8):
         nxt = graph.consumers(name)

@@ -71,8 +71,9 @@ def proxy(data: bytes, x: np.ndarray, reference: np.ndarray) -> tuple[Optional[f
     from edgecnn.runtimes.litert import LiteRTSession
 
     got = LiteRTSession(data).run(x)[0]
-    agreement = float(np.mean(np.argmax(got, -1) == np.argmax(reference, -1))) if reference.ndim == 2 and \
-        reference.shape[1] > 1 else None
+    from edgecnn.data.checks import top1_accuracy
+
+    agreement = top1_accuracy(got, np.argmax(reference, -1)) if reference.ndim == 2 and reference.shape[1] > 1 else None
     return agreement, float(snr_db(reference, got))
 
 
@@ -91,8 +92,8 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     from edgecnn.datafree.calibrate import Int8Builder, layer_of
     from edgecnn.datafree.slim import slim_names
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.validate import keras_outputs
-    from edgecnn.quantize import QuantMode
+    from edgecnn.runtimes.keras import keras_outputs
+    from edgecnn.export.quantize import QuantMode
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:

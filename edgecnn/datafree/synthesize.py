@@ -229,9 +229,11 @@ def synthesize(
     x = (lo + width * np.concatenate(parts)).astype(np.float32)
     agreement = None
     if classify:
-        from edgecnn.export.validate import keras_outputs
+        from edgecnn.runtimes.keras import keras_outputs
 
-        agreement = float(np.mean(np.argmax(keras_outputs(model, x)[0], -1) == targets))
+        from edgecnn.data.checks import top1_accuracy
+
+        agreement = top1_accuracy(keras_outputs(model, x)[0], targets)
     method = " + ".join((["BatchNorm statistics"] if bns else []) + (["class inversion"] if classify else []))
     return Synthesized(x=x, targets=targets, input_range=(lo, hi), method=method, steps=steps,
                        batch_size=batch_size, seed=seed, bn_layers=len(bns),

@@ -15,8 +15,6 @@ values has a large quantization step, so its RMSE is large even though its RMSE 
 scale``) looks ordinary; RMSE catches both that case and ops with an unusual error per step.
 
 Example:
-    >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), np.array([1, 0, 0]))
-    0.6666666666666666
     >>> BudgetResult(tflite=b"", met=True, keras_accuracy=0.98, int8_accuracy=0.975, final_accuracy=0.975,
     ...              float_layers=[], per_layer_error=[], message="").drop_points
     0.5
@@ -33,10 +31,11 @@ from typing import Any, Sequence, Iterator
 
 import numpy as np
 
+from edgecnn.data.checks import check_inputs, check_labelled, top1_accuracy
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError, first_line
-from edgecnn.quantize import QuantMode, configure_tflite, representative_dataset
+from edgecnn.export.quantize import QuantMode, configure_tflite, representative_dataset
 
-__all__ = ["BudgetResult", "int8_within_budget", "accuracy", "check_inputs", "check_labelled"]
+__all__ = ["BudgetResult", "int8_within_budget", "int8_with_float_layers"]
 
 DEBUG_SAMPLES = 64  # calibration samples the debugger runs per ranking (the error statistics settle fast)
 BUDGET_IO = ("float", "int8")
@@ -83,60 +82,6 @@ class BudgetResult:
         return round((self.keras_accuracy - self.final_accuracy) * 100.0, 6)
 
 
-def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of class scores ``(N, C)`` against integer ``labels`` ``(N,)``."""
-    return float(np.mean(np.argmax(outputs, axis=1) == labels))
-
-
-def check_inputs(model: Any, x: Any, *, what: str) -> np.ndarray:
-    """Validate inputs ``(N>=1, *input_shape)`` of finite numbers for ``model``; return them as float32.
-
-    Raises:
-        ShapeMismatchError: ``x`` does not match the model input.
-        DataError: ``x`` holds non-numbers or NaN/inf.
-    """
-    x = np.asarray(x)
-    shape = tuple(model.inputs[0].shape)[1:]
-    if x.ndim != len(shape) + 1 or len(x) == 0 or any(
-        d is not None and int(d) != s for d, s in zip(shape, x.shape[1:])
-    ):
-        raise ShapeMismatchError(
-            f"{what} does not fit the model: Expected shape (N>=1, {', '.join(str(d) for d in shape)}). "
-            f"Received: {x.shape}"
-        )
-    if not (np.issubdtype(x.dtype, np.number) and np.isfinite(x).all()):
-        raise DataError(f"{what}: Expected finite numbers. Received: dtype {x.dtype} with NaN, inf or non-numbers")
-    return x.astype(np.float32)
-
-
-def check_labelled(model: Any, x: Any, y: Any, *, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a labelled set for a classifier ``model``; return float32 ``x`` and int64 ``y``.
-
-    Raises:
-        ShapeMismatchError: ``x`` does not match the model input, or the model is not a classifier.
-        DataError: ``y`` is not integer class indices of the model's output classes.
-    """
-    x = check_inputs(model, x, what=what)
-    y = np.asarray(y)
-    classes = tuple(model.outputs[0].shape)[-1]
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(
-            f"{what} labels: Expected {len(x)} integer class indices, shape ({len(x)},). "
-            f"Received: shape {y.shape}, dtype {y.dtype}"
-        )
-    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2 or not classes or classes < 2:
-        raise ShapeMismatchError(
-            f"accuracy needs a classifier: Expected one output of shape (N, classes>=2). "
-            f"Received: {[tuple(o.shape) for o in model.outputs]}"
-        )
-    if y.min() < 0 or y.max() >= classes:
-        raise DataError(
-            f"{what} labels: Expected class indices in [0, {classes - 1}]. "
-            f"Received: values in [{int(y.min())}, {int(y.max())}]"
-        )
-    return x.astype(np.float32), y.astype(np.int64)
-
-
 def _check_options(max_accuracy_drop: Any, io: str, max_float_layers: Any) -> None:
     if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) or not (
         0.0 <= float(max_accuracy_drop) <= 100.0
@@ -168,7 +113,7 @@ def _quiet() -> Iterator[None]:
 def _litert_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     from edgecnn.runtimes.litert import LiteRTSession
 
-    return accuracy(LiteRTSession(tflite).run(x)[0], y)
+    return top1_accuracy(LiteRTSession(tflite).run(x)[0], y)
 
 
 def _layer_name(tensor: str, model: Any) -> str:
@@ -310,9 +255,9 @@ def int8_within_budget(
     x_val, y_val = check_labelled(model, x_val, y_val, what="x_val")
 
     from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
-    keras_acc = accuracy(keras_outputs(model, x_val)[0], y_val)
+    keras_acc = top1_accuracy(keras_outputs(model, x_val)[0], y_val)
     search = _Search(model, calibration, io=io) if float_layers else None
     fixed = _tensors_of(search, model, float_layers) if search is not None else []
     with _quiet():

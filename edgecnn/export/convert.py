@@ -68,7 +68,7 @@ def convert(model: Any, *, runtime: str = "litert", quantize: str = "none",
         EdgecnnError: see :func:`check`, or a model the converter refuses.
     """
     from edgecnn._tf import muted
-    from edgecnn.quantize import QuantMode, synthetic_calibration
+    from edgecnn.export.quantize import QuantMode, synthetic_calibration
 
     row = check(runtime, quantize)
     mode = QuantMode.parse(quantize)

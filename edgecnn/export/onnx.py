@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.quantize import QuantMode
+from edgecnn.export.quantize import QuantMode
 
 DEFAULT_OPSET = 17
 
@@ -22,7 +22,7 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET) -> bytes:
     import tensorflow as tf
     import tf2onnx
 
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     try:
         if isinstance(model, GraphModel):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, first_line
-from edgecnn.quantize import QuantMode, configure_tflite
+from edgecnn.export.quantize import QuantMode, configure_tflite
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def to_tflite_int16x8(model: Any, *, calibration: np.ndarray | None, io: str = "
 def _convert(model: Any, *, mode: QuantMode, calibration: np.ndarray | None, io: str) -> bytes:
     import tensorflow as tf
 
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     if isinstance(model, GraphModel):
         converter = tf.lite.TFLiteConverter.from_saved_model(str(model.path))

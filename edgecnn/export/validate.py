@@ -182,16 +182,6 @@ def compare(reference: list[np.ndarray], got: list[np.ndarray], *, labels: Optio
     return v
 
 
-def keras_outputs(model: Any, x: np.ndarray, *, batch: int = 64) -> list[np.ndarray]:
-    """The Keras model's outputs on ``x`` as a list of float arrays."""
-    parts: list[list[np.ndarray]] = []
-    for start in range(0, len(x), batch):
-        out = model(x[start:start + batch], training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        parts.append([np.asarray(o, dtype=np.float32) for o in out])
-    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
-
-
 def check_finite_weights(model: Any) -> None:
     """Refuse a model with NaN or Inf in any weight (its outputs, and any artifact of it, are meaningless).
 
@@ -214,3 +204,38 @@ def check_finite_weights(model: Any) -> None:
             if bad:
                 raise ValidationError(f"model weights are not finite: Expected finite numbers in every weight. "
                                       f"Received: {bad} NaN/Inf value(s) in layer '{layer.name}'")
+
+
+def validate_artifact(fmt: Any, data: bytes, final: Any, x: np.ndarray, y: Any, reference: list, *,
+                      tolerance: Tolerance, inputs: str = "") -> Validation:
+    """Run an artifact of format row ``fmt`` on its runtime and compare it with ``reference`` (the Keras
+    outputs on ``x``): the bytes go to a temporary file beside ``final``, which is removed afterwards."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from edgecnn.errors import OutputError
+    from edgecnn.files import os_error_message
+    from edgecnn.runtimes import RUNTIMES
+
+    final = Path(final)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=fmt.suffix,
+                                   dir=final.parent if final.parent.is_dir() else None)
+    except OSError as exc:
+        raise OutputError(os_error_message(exc, final)) from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:  # a full disk: name the artifact, in one line
+            raise OutputError(os_error_message(exc, final)) from exc
+        try:
+            got = RUNTIMES[fmt.runtime].load(tmp, threads=1).run(x)
+        except EdgecnnError as exc:
+            return Validation(runtime=fmt.runtime, passed=False, problems=(f"does not run on {fmt.runtime}: {exc}",))
+        validation = compare(reference, got, labels=y, tolerance=tolerance)
+    finally:
+        os.unlink(tmp)
+    validation.runtime, validation.inputs = fmt.runtime, inputs
+    return validation

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from edgecnn.errors import CheckpointError, InputFileError, ValidationError
 from edgecnn import signals
+from edgecnn.errors import CheckpointError, InputFileError, ValidationError
 from edgecnn.pipeline import stages as S
+from edgecnn.pipeline import workers
 from edgecnn.pipeline.context import CHECKPOINT_DIR, Checkpoint, Context, StageRecord, file_sha256
+from edgecnn.pipeline.invariants import check_stage
 from edgecnn.pipeline.recipe import TARGETS, dumps, load_recipe, recipe_hash
 
 STAGES: list[tuple[str, Callable[..., None]]] = [
@@ -147,6 +149,7 @@ def compress(
     min_snr_db: Optional[float] = None,
     eval_on_train: bool = False,
     input_range: Optional[Any] = None,
+    strategy: Optional[str] = None,
 ) -> CompressReport:
     """Compress a trained Keras CNN for the target; write artifacts, report.json/html and recipe.toml.
 
@@ -167,6 +170,9 @@ def compress(
             report says so) instead of refused.
         input_range: ``"LO,HI"`` or ``(lo, hi)``, the model input's range for the data-free path (recipe
             ``datafree.input_range``); default: inferred from the model (:mod:`edgecnn.datafree.inputrange`).
+        strategy: the fine-tuning's ``tf.distribute`` strategy (recipe ``finetune.strategy``): ``default``,
+            ``mirrored`` or ``multiworker`` (a fixed plan; the chief writes OUTDIR, the other workers nothing:
+            :mod:`edgecnn.pipeline.workers`). It is created here, before the model is loaded.
 
     Returns:
         CompressReport; ``report["budget"]["met"]`` is False when back-off could not meet the budget.
@@ -177,11 +183,12 @@ def compress(
     overrides = {"target": target, "max_accuracy_drop": max_accuracy_drop, "latency_budget_ms": latency_budget_ms,
                  "runtime_profile": runtime_profile, "finetune.epochs": epochs, "seed": seed,
                  "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db,
-                 "datafree.input_range": _input_range(input_range)}
+                 "datafree.input_range": _input_range(input_range), "finetune.strategy": strategy}
     rec = load_recipe(recipe, overrides=overrides)  # every option type- and range-checked before heavy work
     from edgecnn.export.validate import TOLERANCES
 
     TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
+    workers.check(rec, data=data, resume=resume)
     source, name, sha = _source(model)
     if outdir is None:
         base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()
@@ -190,6 +197,18 @@ def compress(
     if isinstance(model, (str, Path)) and outdir.resolve() == Path(model).resolve():
         raise InputFileError(f"output folder is the input: Expected another folder. Received: {outdir}")
     _check_outdir(outdir, force=force)
+    workers.start(rec)  # the strategy, before TensorFlow initializes (multiworker: waits for every worker)
+    from edgecnn import distribute
+
+    with distribute.output_dir(outdir) as out:  # a non-chief worker: a private folder, removed at the end
+        return _guarded(model, rec=rec, source=source, name=name, sha=sha, outdir=out, data=data, resume=resume,
+                        quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
+                        trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train)
+
+
+def _guarded(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Path, command: str,
+             **run: Any) -> CompressReport:
+    """The run in OUTDIR, locked; whatever a failed run created is removed (a checkpoint kept for --resume)."""
     from edgecnn.files import OutputGuard
     from edgecnn.lock import LOCK_NAME, OutdirLock
 
@@ -203,9 +222,7 @@ def compress(
         raise
     failed = True
     try:
-        result = _run(model, rec=rec, source=source, name=name, sha=sha, outdir=outdir, data=data, resume=resume,
-                      quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
-                      trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train)
+        result = _run(model, rec=rec, source=source, name=name, sha=sha, outdir=outdir, command=command, **run)
         failed = False
         return result
     except BaseException as exc:
@@ -232,11 +249,11 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
          quiet: bool, labels: Optional[list[str]], input_shape: Any, custom_objects: Optional[str], trust_model: bool,
          command: str, on_stage: Optional[Callable[[str, str], None]], eval_on_train: bool = False) -> CompressReport:
     """The stages over one context, in a locked OUTDIR that exists."""
-    import edgecnn
-    from edgecnn import __version__
+    from edgecnn._version import __version__
     from edgecnn.analysis import check_labels_fit, fixed_input_shape
     from edgecnn.data import split_data
     from edgecnn.export.validate import check_finite_weights
+    from edgecnn.io import load
 
     def checkpoint(data_key: str) -> tuple[str, Checkpoint, Optional[dict]]:
         key = "-".join([sha[:16], recipe_hash(rec), data_key, str(rec["seed"]), __version__])
@@ -246,7 +263,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     by_spec = data is None or isinstance(data, (str, Path))
     if by_spec:  # checked before anything heavy runs
         key, ck, saved = checkpoint(str(data))
-    working = edgecnn.load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
+    working = load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
     check_finite_weights(working)
     shape = fixed_input_shape(working)
     heldout = None
@@ -263,6 +280,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
                   key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
     ctx.state["command"] = command
     ctx.state["original_batchnorm"] = bn_info
+    workers.note(ctx)
     if bn_info and bn_info["stale"]:
         from edgecnn.training import stale_note
 
@@ -275,7 +293,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
         ctx.restore(saved["ctx"])
         finished, attempt = list(saved["finished"]), int(saved["attempt"])
         if ck.model_path is not None:  # verified: inside .edgecnn, with the sha256 recorded when it was written
-            ctx.model = edgecnn.load(str(ck.model_path))
+            ctx.model = load(str(ck.model_path))
         ctx.note(f"resumed after stage '{finished[-1]}'" if finished else "resumed")
     else:
         if resume and (outdir / CHECKPOINT_DIR).exists():
@@ -287,6 +305,8 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     i = 0
     while i < len(STAGES):
         stage_name, fn = STAGES[i]
+        if workers.stops_before(stage_name, names):  # a non-chief worker: the chief exports and reports
+            return CompressReport(outdir=outdir, report=workers.report(ctx))
         if stage_name in finished:
             i += 1
             continue
@@ -296,33 +316,13 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             on_stage(stage_name, "start")
         t0 = time.perf_counter()
         try:
-            if stage_name == "plan":
-                fn(ctx, record, progress=ctx.progress)
-            else:
-                fn(ctx, record)
-        except ValidationError as exc:  # an artifact missed its mode's floor: undo a change like a missed budget
-            undone = None
-            if attempt < int(rec["plan"]["max_backoff"]):
-                cands = S._candidates(ctx)
-                undone = S.planner.back_off(cands)
-                ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
-            if undone is None:
-                raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
-            attempt += 1
-            backoffs.append(f"attempt {attempt}: {exc}; {undone}")
-            ctx.state["backoffs"] = backoffs
-            finished = names[: names.index(RETRY_FROM)]
-            ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
-            i = names.index(RETRY_FROM)
-            continue
-        except S.BudgetExceeded as exc:
-            record.seconds = time.perf_counter() - t0
-            ctx.stages.append(record)
-            undone = None
-            if attempt < int(rec["plan"]["max_backoff"]):
-                cands = S._candidates(ctx)
-                undone = S.planner.back_off(cands)
-                ctx.state["plan"]["candidates"] = [c.as_dict() for c in cands]
+            fn(ctx, record)
+        except (ValidationError, S.BudgetExceeded) as exc:  # undo the least valuable change and go back
+            missed_floor = isinstance(exc, ValidationError)  # an artifact missed its mode's validation floor
+            if not missed_floor:
+                record.seconds = time.perf_counter() - t0
+                ctx.stages.append(record)
+            undone = S.back_off(ctx) if attempt < int(rec["plan"]["max_backoff"]) else None
             if undone is not None:
                 attempt += 1
                 backoffs.append(f"attempt {attempt}: {exc}; {undone}")
@@ -330,13 +330,16 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
                 finished = names[: names.index(RETRY_FROM)]
                 ck.save({"finished": finished, "attempt": attempt, "ctx": ctx.as_state()}, model=None)
                 if on_stage:
-                    on_stage(stage_name, "failed")
+                    on_stage(stage_name, _backoff_status(exc, undone, attempt))
                 i = names.index(RETRY_FROM)
                 continue
+            if missed_floor:
+                raise ValidationError(f"{exc}; {VALIDATION_HINT}") from None
             budget_failure = (f"{exc}; no change left to undo" if attempt == 0 or not backoffs else
                               f"{exc} after {attempt} back-off(s)") + "; " + COMPRESS_HINT
             ctx.state["budget_failure"] = budget_failure
             record.status = "failed"
+        check_stage(ctx, stage_name)
         record.seconds = round(time.perf_counter() - t0, 3)
         signals.check()  # a Ctrl-C that a library swallowed mid-stage: this stage is not checkpointed
         if record not in ctx.stages:
@@ -350,12 +353,17 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     return _finish(ctx, backoffs=backoffs, budget_failure=budget_failure)
 
 
+def _backoff_status(exc: BaseException, undone: str, attempt: int) -> str:
+    """The progress line of a back-off: ``failed: <why>; back-off N: undid <change>, again from rewrite``."""
+    return f"failed: {exc}; back-off {attempt}: {undone}, again from {RETRY_FROM}"
+
+
 def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str]) -> CompressReport:
     """Move the staged artifacts into OUTDIR, save the compressed Keras model, write the reports."""
     import json
 
-    import edgecnn
     from edgecnn.files import strict_json, write_atomic
+    from edgecnn.io import save
     from edgecnn.pipeline import summary
 
     t0 = time.perf_counter()
@@ -371,7 +379,7 @@ def _finish(ctx: Context, *, backoffs: list[str], budget_failure: Optional[str])
         if (staging / extra).is_file() and not (staging / extra).is_symlink():
             write_atomic(out / extra, (staging / extra).read_bytes())
     model_path = out / f"{ctx.name}.compressed.h5"
-    edgecnn.save(ctx.model, model_path)
+    save(ctx.model, model_path)
     original_acc = ctx.state["original"]["accuracy"]
     budget = {"max_accuracy_drop": float(ctx.recipe["max_accuracy_drop"]), "backoffs": backoffs,
               "met": None if original_acc is None else budget_failure is None, "why": budget_failure}

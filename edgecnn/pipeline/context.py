@@ -110,6 +110,17 @@ class Context:
     def seed(self) -> int:
         return int(self.recipe["seed"])
 
+    @property
+    def candidates(self) -> list:
+        """The plan's candidates (:class:`edgecnn.pipeline.planner.Candidate`), read from the state."""
+        from edgecnn.pipeline.planner import Candidate
+
+        return [Candidate(**c) for c in self.state.get("plan", {}).get("candidates", [])]
+
+    @candidates.setter
+    def candidates(self, cands: list) -> None:
+        self.state.setdefault("plan", {})["candidates"] = [c.as_dict() for c in cands]
+
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)

@@ -81,7 +81,7 @@ def _equalized(ctx: Context, x: np.ndarray) -> tuple[Any, dict]:
 def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
     """The data-free plan (see the module docstring)."""
     from edgecnn.datafree.precision import build_candidates, choose
-    from edgecnn.pipeline.stages import pinned
+    from edgecnn.runtimes.profiles import profile_threads
 
     recipe, cfg = ctx.recipe, ctx.recipe["datafree"]
     structural = planner.enumerate_candidates(ctx.original, recipe)
@@ -107,7 +107,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     state["details"] = details
     summary: dict = {"base_ms": None}
     if not fixed:
-        with pinned(recipe["runtime_profile"]) as threads:
+        with profile_threads(recipe["runtime_profile"]) as threads:
             summary = _time(ctx, cands, threads=threads)
     best = choose(cands, floor=floor, min_gain=float(recipe["plan"]["min_gain"]))
     if best is not None and fixed:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.graph import output_layer_names
 from edgecnn.pipeline.recipe import TARGETS
 
 SIZE_GAIN = 0.2
@@ -85,7 +86,7 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
     stats = analyze(model)
     out: list[Candidate] = []
     kinds = recipe["rewrite"]["kinds"] if recipe["rewrite"]["enabled"] else []
-    output_layers = {t._keras_history[0].name for t in model.outputs}
+    output_layers = output_layer_names(model)
 
     head = _flatten_dense(model) if "gap-head" in kinds else None
     if head is not None:
@@ -386,13 +387,13 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     """
     from edgecnn.analysis import analyze
     from edgecnn.export.convert import convert
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     base_params = analyze(model).total_params
     ref = keras_outputs(model, x_val)[0] if x_val is not None else None
     base_acc = float(np.mean(np.argmax(ref, -1) == y_val)) if (ref is not None and y_val is not None) else None
     from edgecnn._tf import muted
-    from edgecnn.quantize import synthetic_calibration
+    from edgecnn.export.quantize import synthetic_calibration
 
     cal = calibration if calibration is not None else synthetic_calibration(
         tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)

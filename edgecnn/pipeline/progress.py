@@ -1,18 +1,23 @@
 """Progress of a compress run on stderr: an overall bar over the stages and one for the current stage.
 
 The pipeline reports events as ``on_stage(stage, status)`` with status ``start``, ``done``, ``skipped``,
-``failed`` or ``progress K/N text`` (candidates measured, epochs trained). On a terminal they drive two rich
-progress bars; in a log (not a TTY) each event is one plain line.
+``failed``, ``failed: why`` (a back-off: what was undone) or ``progress K/N text`` (candidates measured,
+epochs trained). In a log (not a TTY) each event is one plain line. On a terminal the same lines for started
+and finished stages stay on screen and two rich bars (all stages, the current one) show below them, labels
+whole (wrapped, never cut); the bars are removed when the run ends, stops or fails, so nothing stale is left
+above the final table or the error line.
 
 Example:
     >>> import io
     >>> out = io.StringIO()
     >>> with StageProgress(["analyze", "plan"], stream=out) as show:
     ...     show("analyze", "start"); show("analyze", "done"); show("plan", "progress 1/2 gap-head")
+    ...     show("plan", "failed: accuracy 45.8% below budget; undid gap-head")
     >>> print(out.getvalue().strip())
     [1/2] analyze ...
     [1/2] analyze done (0.0 s)
           plan 1/2 gap-head
+    [2/2] plan failed: accuracy 45.8% below budget; undid gap-head (0.0 s)
 """
 from __future__ import annotations
 
@@ -47,9 +52,11 @@ class StageProgress:
         if self.rich:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.table import Column
 
-            self._progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(file=self.stream), transient=False)
+            label = TextColumn("{task.description}", table_column=Column(ratio=1, overflow="fold"))
+            self._progress = Progress(label, BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=Console(file=self.stream), transient=True, expand=True)
             self._progress.start()
             self._overall = self._progress.add_task("compress", total=len(self.stages))
             self._stage = self._progress.add_task("", total=None)
@@ -57,10 +64,19 @@ class StageProgress:
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
-            self._progress.stop()
+            self._progress.stop()  # transient: the bars go; the stage lines printed above them stay
+            self._progress = None
 
     def _index(self, stage: str) -> int:
         return self.stages.index(stage) + 1 if stage in self.stages else 0
+
+    def _line(self, stage: str, status: str) -> str:
+        if status == "start":
+            self.started[stage] = time.perf_counter()
+            return f"[{self._index(stage)}/{len(self.stages)}] {stage} ..."
+        now = time.perf_counter()
+        took = now - self.started.get(stage, now)
+        return f"[{self._index(stage)}/{len(self.stages)}] {stage} {status} ({took:.1f} s)"
 
     def show(self, stage: str, status: str) -> None:
         step = parse_progress(status)
@@ -69,20 +85,19 @@ class StageProgress:
             return
         if step is not None:
             print(f"      {stage} {step[0]}/{step[1]} {step[2]}", file=self.stream, flush=True)
-        elif status == "start":
-            self.started[stage] = time.perf_counter()
-            print(f"[{self._index(stage)}/{len(self.stages)}] {stage} ...", file=self.stream, flush=True)
         else:
-            took = time.perf_counter() - self.started.get(stage, time.perf_counter())
-            print(f"[{self._index(stage)}/{len(self.stages)}] {stage} {status} ({took:.1f} s)", file=self.stream,
-                  flush=True)
+            print(self._line(stage, status), file=self.stream, flush=True)
 
     def _rich(self, stage: str, status: str, step: Optional[tuple[int, int, str]]) -> None:
         p = self._progress
         if step is not None:
-            p.update(self._stage, description=f"{stage}: {step[2]}"[:34], completed=step[0], total=step[1])
-        elif status == "start":
+            p.update(self._stage, description=f"{stage}: {step[2]}", completed=step[0], total=step[1])
+            return
+        line = self._line(stage, status)
+        if status == "start":
             p.update(self._stage, description=stage, completed=0, total=None)
-        else:
-            p.update(self._overall, completed=self._index(stage) if status != "failed" else self._index(stage) - 1)
-            p.update(self._stage, description=f"{stage} {status}")
+            return
+        p.console.print(line, markup=False, highlight=False)  # stays above the bars
+        failed = status.startswith("failed")
+        p.update(self._overall, completed=self._index(stage) - (1 if failed else 0))
+        p.update(self._stage, description=f"{stage} {status}")

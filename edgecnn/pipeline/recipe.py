@@ -167,6 +167,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "export.formats": _FORMATS,
     "export.extra_formats": _FORMATS,
     "bench.runtimes": CONVERT_RUNTIMES,
+    "finetune.strategy": ("default", "mirrored", "multiworker"),
 }
 # The range rule (edgecnn.checks.RULES) of every numeric option; lists are checked element by element.
 NUMBERS: dict[str, str] = {
@@ -182,7 +183,8 @@ NUMBERS: dict[str, str] = {
 }
 # The command-line flag that sets an option, named in its error.
 FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "latency_budget_ms": "--latency-budget-ms", "seed": "--seed",
-         "finetune.epochs": "--epochs", "target": "--target", "runtime_profile": "--runtime-profile"}
+         "finetune.epochs": "--epochs", "target": "--target", "runtime_profile": "--runtime-profile",
+         "finetune.strategy": "--strategy"}
 
 
 def _get(recipe: Mapping[str, Any], dotted: str) -> Any:
@@ -210,8 +212,8 @@ def check_values(recipe: Mapping[str, Any]) -> None:
         value = _get(recipe, dotted)
         for v in value if isinstance(value, list) else [value]:
             if v not in allowed:
-                raise EdgecnnError(f"recipe option {dotted!r}: Expected one of {', '.join(allowed)}. "
-                                   f"Received: {v!r}")
+                label = f"recipe option {dotted!r}" + (f" ({FLAGS[dotted]})" if dotted in FLAGS else "")
+                raise EdgecnnError(f"{label}: Expected one of {', '.join(allowed)}. Received: {v!r}")
     if recipe["target"] not in TARGETS:
         raise EdgecnnError(f"unknown target {recipe['target']!r}: Expected one of {', '.join(TARGETS)}. "
                            f"Received: {recipe['target']!r}")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from edgecnn.pipeline.context import Context, StageRecord
 from edgecnn.pipeline import planner
+from edgecnn.runtimes.profiles import profile_threads
 
 
 def floors(recipe: dict) -> dict:
@@ -27,27 +28,12 @@ class BudgetExceeded(Exception):
     """Internal: the compressed artifact lost more accuracy than the budget allows."""
 
 
-@contextlib.contextmanager
-def pinned(profile: str) -> Iterator[int]:
-    """Run the block as the runtime profile says (``edgecnn.runtimes.profiles``): yields its thread count; ``mobile-1t``
-    pins the process to one core. No profile: one thread, no pinning."""
-    from edgecnn.runtimes.profiles import get_profile
-    from edgecnn.runtimes.profiles import pinned as pin
-
-    if not profile:
-        yield 1
-        return
-    spec = get_profile(profile)
-    with pin(spec.cores):
-        yield int(spec.threads[0])
-
-
 def accuracy_on(model: Any, data: Any) -> Optional[float]:
     """Top-1 accuracy of ``model`` (inference mode) on a labelled Dataset, else None."""
     if data is None or data.y is None:
         return None
     from edgecnn.data import top1_accuracy
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.runtimes.keras import keras_outputs
 
     return top1_accuracy(keras_outputs(model, data.x)[0], data.y)
 
@@ -96,7 +82,7 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
         ctx.note("accuracy was not measured: no labelled --data was given")
 
 
-def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
+def plan(ctx: Context, rec: StageRecord) -> None:
     """Measure every candidate change on the target runtime and choose within the budget, in two phases:
     structural changes (rewrites, pruning ratios) against the original, then precision changes (ops kept in
     float in an int8 model) against the model with the chosen rewrites and each helpful pruning ratio, since
@@ -106,7 +92,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     from edgecnn.pipeline import datafree
 
     if datafree.active(ctx):  # no --data: synthesized inputs, equalization, precision by measured agreement
-        return datafree.plan(ctx, rec, progress=progress)
+        return datafree.plan(ctx, rec, progress=ctx.progress)
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
     if fixed:  # ids as a report writes them; a precision id's "@prune:R" only says what it was measured on
@@ -130,11 +116,11 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         return
     from edgecnn.pipeline.artifacts import base_artifact
 
-    with pinned(recipe["runtime_profile"]) as threads:
+    with profile_threads(recipe["runtime_profile"]) as threads:
         x_val, y_val = _validation_split(ctx)
         summary = planner.measure(
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
-            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=progress,
+            calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=ctx.progress,
             base_artifact=base_artifact(ctx))
         planner.resolve_conflicts(cands)
         if ctx.train is None and not recipe["plan"]["apply_without_data"]:
@@ -155,7 +141,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
             if precision:
                 second = planner.measure(
                     structural, precision, recipe, runtime=target.runtime, quantize=target.quantize,
-                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=progress,
+                    threads=threads, calibration=_calibration(ctx, 64), x_val=None, y_val=None, progress=ctx.progress,
                     base_artifact=base_artifact(ctx) if structural is ctx.original else None)
                 summary.setdefault("precision_base_ms", {})[ratio.id if ratio else "none"] = second["base_ms"]
                 summary["warnings"] += second["warnings"]
@@ -171,8 +157,13 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
 
 
-def _candidates(ctx: Context) -> list[planner.Candidate]:
-    return [planner.Candidate(**c) for c in ctx.state["plan"]["candidates"]]
+def back_off(ctx: Context) -> Optional[str]:
+    """Undo the least valuable chosen change (:func:`edgecnn.pipeline.planner.back_off`) in the plan; what was
+    undone, or None when nothing is left to undo."""
+    cands = ctx.candidates
+    undone = planner.back_off(cands)
+    ctx.candidates = cands
+    return undone
 
 
 def rewrite(ctx: Context, rec: StageRecord) -> None:
@@ -181,7 +172,7 @@ def rewrite(ctx: Context, rec: StageRecord) -> None:
         from edgecnn.pipeline import datafree
 
         return datafree.rewrite(ctx, rec)
-    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
+    chosen = [c for c in ctx.candidates if c.chosen and c.kind not in ("prune", *planner.FLOAT_KINDS)]
     ctx.model, rec.changes = planner.apply_all(ctx.original, chosen, ctx.recipe, bn_data=_bn_data(ctx))
     if not chosen:
         rec.status = "skipped"
@@ -193,7 +184,7 @@ def rewrite(ctx: Context, rec: StageRecord) -> None:
 
 def prune(ctx: Context, rec: StageRecord) -> None:
     """Apply the chosen channel-pruning ratio."""
-    chosen = [c for c in _candidates(ctx) if c.chosen and c.kind == "prune"]
+    chosen = [c for c in ctx.candidates if c.chosen and c.kind == "prune"]
     if not chosen:
         rec.status = "skipped"
         rec.details["why"] = "no pruning ratio chosen"
@@ -218,7 +209,11 @@ def finetune(ctx: Context, rec: StageRecord) -> None:
     result = distill(ctx.model, ctx.original, x=ctx.train.x, y=ctx.train.y, epochs=int(ft["epochs"]),
                      batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
                      temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
-                     seed=ctx.seed, progress=False, callbacks=[_epochs(ctx, int(ft["epochs"]))])
+                     seed=ctx.seed, progress=False, callbacks=[_epochs(ctx, int(ft["epochs"]))],
+                     strategy=None if ft["strategy"] == "default" else ft["strategy"])
+    from edgecnn import distribute
+
+    distribute.collectives_done()
     ctx.model = result.model
     rec.changes = [f"distilled {result.epochs_run} epochs (best {result.best_epoch})"]
     rec.details = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
@@ -261,7 +256,7 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     out = staging(ctx)
     shutil.rmtree(out, ignore_errors=True)
     formats = list(dict.fromkeys([target.format, *recipe["export"]["extra_formats"]]))
-    float_layers = planner.float_layers([c for c in _candidates(ctx) if c.chosen])
+    float_layers = planner.float_layers([c for c in ctx.candidates if c.chosen])
     if float_layers:
         rec.changes.append(f"kept in float (faster than int8 on {target.runtime}): {', '.join(float_layers)}")
     compressed_acc = _accuracy(ctx.model, ctx.test)
@@ -339,7 +334,7 @@ def benchmark(ctx: Context, rec: StageRecord) -> None:
     latency: dict[str, dict] = {"original": {}, "compressed": {}}
     from edgecnn.runtimes import RUNTIMES
 
-    with pinned(recipe["runtime_profile"]) as threads:
+    with profile_threads(recipe["runtime_profile"]) as threads:
         for runtime in runtimes:
             fmt = RUNTIMES[runtime].format
             original = base_artifact(ctx, runtime)

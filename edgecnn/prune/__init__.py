@@ -146,21 +146,21 @@ def _nonzero(model: Any) -> int:
 
 
 def fine_tune(student: Any, teacher: Any, train: Any, *, epochs: int, batch_size: int, seed: int,
-              progress: bool, callbacks: tuple = ()) -> int:
+              progress: bool, callbacks: tuple = (), strategy: Any = None) -> int:
     """Distill ``teacher`` into ``student`` on ``train`` (labels used when present); returns epochs run."""
     from edgecnn.distill import distill
 
     if epochs <= 0 or train is None:
         return 0
     result = distill(student, teacher, x=train.x, y=train.y, epochs=epochs, batch_size=batch_size, seed=seed,
-                     callbacks=callbacks, progress=progress)
+                     callbacks=callbacks, progress=progress, strategy=strategy)
     return int(result.epochs_run)
 
 
 def _gzip_sizes(dense: Any, pruned: Any) -> dict:
     from edgecnn.export.tflite import to_tflite
     from edgecnn.io import save
-    from edgecnn.quantize import QuantMode
+    from edgecnn.export.quantize import QuantMode
     from edgecnn._tf import muted
 
     import warnings
@@ -203,7 +203,7 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
           layer_sparsity: Optional[Mapping[str, float]] = None, skip_first_last: bool = True,
           importance: str = "l1", round_to: int = 8, data: Any = None, epochs: int = 0, batch_size: int = 32,
           seed: int = 0, progress: bool = True, max_accuracy_drop: Optional[float] = None,
-          eval_on_train: bool = False) -> PruneResult:
+          eval_on_train: bool = False, strategy: Any = None) -> PruneResult:
     """Prune a model by ``method`` and fine-tune it (distillation from the original) when data is given.
 
     Args:
@@ -224,7 +224,9 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
             split fine-tunes (labels used when present) and re-estimates the BatchNorm statistics after the
             cuts; the held-out test split measures accuracy before and after.
         epochs: fine-tuning epochs (0: prune only; magnitude masks are then applied one-shot).
-        batch_size, seed, progress: fine-tuning options.
+        batch_size, seed, progress: fine-tuning options (``batch_size`` is the global batch).
+        strategy: the fine-tuning's ``tf.distribute`` strategy (see :func:`edgecnn.distill.make_strategy`);
+            ``channels`` only: magnitude pruning fine-tunes on one device.
         max_accuracy_drop: points of held-out accuracy the pruned model may lose; ``result.budget`` says
             whether it was met and what to try when not.
         eval_on_train: data too small to hold out a test split is measured on the training data (said in
@@ -238,6 +240,7 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
         UnsupportedModelError: nothing prunable. UnsupportedLayerError: a layer channel pruning cannot handle.
     """
     s = _check(method, sparsity, schedule, importance, round_to, epochs, layer_sparsity)
+    _check_strategy(strategy, method)
     if epochs > 0 and data is None:
         raise EdgecnnError(f"fine-tuning needs data: Expected --data with epochs={epochs}. Received: no data")
     working = _working(model)
@@ -259,18 +262,18 @@ def prune(model: Any, *, method: str = "magnitude", sparsity: float, schedule: s
     pruned, rows, epochs_run = result
     if method == "channels":
         epochs_run = fine_tune(pruned, working, train, epochs=epochs, batch_size=batch_size, seed=seed,
-                               progress=progress)
+                               progress=progress, strategy=strategy)
         sizes = {}
     else:
         sizes = _gzip_sizes(working, pruned)
     if heldout is not None and heldout.on_training_data:
-        from edgecnn.heldout import EVAL_ON_TRAIN_NOTE
+        from edgecnn.data import EVAL_ON_TRAIN_NOTE
 
         notes.append(EVAL_ON_TRAIN_NOTE)
     after = accuracy(pruned, test)
     budget = None
     if max_accuracy_drop is not None:
-        from edgecnn.heldout import budget_outcome
+        from edgecnn.data import budget_outcome
 
         budget = budget_outcome(before, after, max_drop=max_accuracy_drop, hint=PRUNE_HINT)
     return PruneResult(model=pruned, method=method, layers=rows, params_before=int(working.count_params()),
@@ -307,6 +310,18 @@ def _prune_channels(working: Any, s: float, layer_sparsity: Any, importance: str
     notes.append(f"channels: sparsity is the fraction of channels removed per group (rounded to multiples of "
                  f"{round_to}); a conv between two pruned groups keeps about (1-s)^2 of its weights")
     return pruned, rows, 0
+
+
+def _check_strategy(strategy: Any, method: str) -> None:
+    """Distributed fine-tuning is for channel pruning (a plain model); magnitude pruning's tfmot wrappers (masks,
+    step counter, ``UpdatePruningStep``) fine-tune on one device: their distributed use is not tested here."""
+    from edgecnn.distribute import check_strategy
+
+    if strategy is None or not isinstance(strategy, str):
+        return
+    if check_strategy(strategy) != "default" and method != "channels":
+        raise EdgecnnError(f"--strategy {strategy} distributes the fine-tuning of channel pruning only: Expected "
+                           f"--method channels (or --strategy default). Received: --method {method}")
 
 
 def _prune_magnitude(working: Any, method: str, s: float, schedule: str, layer_sparsity: Any, skip_first_last: bool,

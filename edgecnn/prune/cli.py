@@ -32,15 +32,19 @@ def parse_layer_sparsity(items: list[str]) -> Optional[dict[str, float]]:
 def run_prune(model: str, *, output: Path, method: str, sparsity: float, importance: str, round_to: int,
               layer_sparsity: list[str], schedule: str, skip_first_last: bool, data: Optional[str], epochs: int,
               batch_size: int, seed: int, analyze: bool, as_json: bool, load_options: dict,
-              max_accuracy_drop: Optional[float] = None, eval_on_train: bool = False) -> Optional[bool]:
+              max_accuracy_drop: Optional[float] = None, eval_on_train: bool = False,
+              strategy: str = "default") -> Optional[bool]:
     """Check the options, load, (analyze,) prune, save atomically, print. Returns whether the accuracy budget
     was met (None: not checked, no labelled data)."""
     import edgecnn
-    from edgecnn.prune import _check, prune
+    from edgecnn import distribute
+    from edgecnn.prune import _check, _check_strategy
     from edgecnn.prune.report import print_prune, print_sensitivity
 
     overrides = parse_layer_sparsity(layer_sparsity)
     _check(method, sparsity, schedule, importance, round_to, epochs, overrides)  # fail fast, before loading
+    strategy = distribute.check_strategy(strategy)
+    _check_strategy(strategy, method)
     if output.suffix.lower() not in (".h5", ".keras"):
         raise InputFileError(f"cannot save as {output.name}: Expected a .h5 or .keras path. Received: {output}")
     if Path(model).exists() and output.exists() and output.resolve() == Path(model).resolve():
@@ -50,6 +54,48 @@ def run_prune(model: str, *, output: Path, method: str, sparsity: float, importa
     if analyze and (method != "channels" or data is None):
         raise EdgecnnError("--analyze measures channel groups on labelled data: Expected --method channels and "
                            f"--data. Received: --method {method}{'' if data else ' without --data'}")
+    distribute.start(strategy)  # before TensorFlow initializes (multiworker: waits for every worker)
+    with distribute.output_path(output) as target:  # a non-chief worker writes into a private folder
+        result, sens = _pruned(model, load_options=load_options, method=method, sparsity=sparsity,
+                               importance=importance, round_to=round_to, overrides=overrides, schedule=schedule,
+                               skip_first_last=skip_first_last, data=data, epochs=epochs, batch_size=batch_size,
+                               seed=seed, analyze=analyze, as_json=as_json, max_accuracy_drop=max_accuracy_drop,
+                               eval_on_train=eval_on_train, strategy=strategy)
+        edgecnn.save(result.model, target)
+    met = None if result.budget is None else result.budget["met"]
+    worker = distribute.worker_line()
+    if as_json:
+        report: dict[str, Any] = result.as_dict()
+        report["output"] = None if worker else str(output)
+        if worker:
+            report["worker"] = worker
+        if sens is not None:
+            report["sensitivity"] = sens
+        from edgecnn.files import strict_json
+
+        print(strict_json(report))
+        return met
+    if sens is not None:
+        print_sensitivity(sens)
+    print_prune(result, output=None if worker else output)
+    if worker:
+        print(worker)
+    if met is False:
+        import sys
+
+        print(f"edgecnn: accuracy budget missed: {result.budget['why']}", file=sys.stderr)
+    return met
+
+
+def _pruned(model: str, *, load_options: dict, method: str, sparsity: float, importance: str, round_to: int,
+            overrides: Any, schedule: str, skip_first_last: bool, data: Optional[str], epochs: int, batch_size: int,
+            seed: int, analyze: bool, as_json: bool, max_accuracy_drop: Optional[float], eval_on_train: bool,
+            strategy: str) -> tuple:
+    """Load, (analyze,) prune: ``(PruneResult, sensitivity or None)``."""
+    import edgecnn
+    from edgecnn import distribute
+    from edgecnn.prune import prune
+
     working = edgecnn.load(model, **load_options)
     sens = None
     heldout = None
@@ -66,23 +112,7 @@ def run_prune(model: str, *, output: Path, method: str, sparsity: float, importa
     result = prune(working, method=method, sparsity=sparsity, schedule=schedule, layer_sparsity=overrides,
                    skip_first_last=skip_first_last, importance=importance, round_to=round_to, data=heldout,
                    epochs=epochs, batch_size=batch_size, seed=seed, progress=not as_json,
-                   max_accuracy_drop=max_accuracy_drop if data is not None else None)
-    edgecnn.save(result.model, output)
-    met = None if result.budget is None else result.budget["met"]
-    if as_json:
-        report: dict[str, Any] = result.as_dict()
-        report["output"] = str(output)
-        if sens is not None:
-            report["sensitivity"] = sens
-        from edgecnn.files import strict_json
-
-        print(strict_json(report))
-        return met
-    if sens is not None:
-        print_sensitivity(sens)
-    print_prune(result, output=output)
-    if met is False:
-        import sys
-
-        print(f"edgecnn: accuracy budget missed: {result.budget['why']}", file=sys.stderr)
-    return met
+                   max_accuracy_drop=max_accuracy_drop if data is not None else None,
+                   strategy=None if strategy == "default" else strategy)
+    distribute.collectives_done()
+    return result, sens

@@ -11,24 +11,24 @@ def _pct(x: Optional[float]) -> str:
 def print_prune(result: Any, *, output: Any = None, console: Any = None) -> None:
     """Print a :class:`~edgecnn.prune.PruneResult`."""
     from rich.console import Console
-    from rich.table import Table
+
+    from edgecnn.report import new_table, print_table
 
     console = console or Console()
     if result.method == "channels":
-        table = Table(title="channel groups (pruned together)", title_justify="left")
-        for col in ("group", "layers", "channels before", "channels after"):
-            table.add_column(col, justify="right" if "channels" in col else "left")
+        table = new_table("channel groups (pruned together)", [("group", "name"), ("layers", "text"),
+                                                               ("channels\nbefore", "number"),
+                                                               ("channels\nafter", "number")])
         for row in result.layers:
             producers = row["producers"]
             layers = ", ".join(producers[:4]) + (f" (+{len(producers) - 4})" if len(producers) > 4 else "")
             table.add_row(row["name"], layers, str(row["channels_before"]), str(row["channels_after"]))
     else:
-        table = Table(title=f"{result.method} sparsity per layer", title_justify="left")
-        for col in ("layer", "target", "achieved"):
-            table.add_column(col, justify="left" if col == "layer" else "right")
+        table = new_table(f"{result.method} sparsity per layer", [("layer", "name"), ("target", "number"),
+                                                                   ("achieved", "number")])
         for row in result.layers:
             table.add_row(row["name"], f"{row['target']:.2f}", f"{row['sparsity']:.4f}")
-    console.print(table)
+    print_table(table, console=console)
     ratio = result.params_after / max(1, result.params_before)
     console.print(f"params: {result.params_before:,} -> {result.params_after:,} ({ratio:.3f}x); non-zero: "
                   f"{result.nonzero_before:,} -> {result.nonzero_after:,}")
@@ -50,20 +50,19 @@ def print_prune(result: Any, *, output: Any = None, console: Any = None) -> None
 def print_sensitivity(rows: list[dict], *, console: Any = None) -> None:
     """Print :func:`~edgecnn.prune.sensitivity.sensitivity` rows: one line per group, one column per ratio."""
     from rich.console import Console
-    from rich.table import Table
+
+    from edgecnn.report import new_table, print_table
 
     console = console or Console()
     ratios = sorted({r["ratio"] for r in rows})
     base = rows[0]["baseline"] if rows else None
-    table = Table(title=f"sensitivity: accuracy drop (points) per group, baseline {_pct(base)}", title_justify="left")
-    table.add_column("group")
-    table.add_column("channels", justify="right")
-    for r in ratios:
-        table.add_column(f"-{int(round(100 * r))}%", justify="right")
+    table = new_table(f"sensitivity: accuracy drop (points) per group, baseline {_pct(base)}",
+                      [("group", "name"), ("channels", "number")]
+                      + [(f"-{int(round(100 * r))}%", "number") for r in ratios])
     by_group: dict[str, dict] = {}
     for r in rows:
         by_group.setdefault(r["group"], {"channels": r["channels"]})[r["ratio"]] = r
     for name, cells in by_group.items():
         table.add_row(name, str(cells["channels"]),
                       *[f"{cells[r]['drop']:+.2f} ({cells[r]['channels_after']})" if r in cells else "-" for r in ratios])
-    console.print(table)
+    print_table(table, console=console)

@@ -48,7 +48,9 @@ def sensitivity(model: Any, data: Any, *, ratios: Sequence[float] = (0.25, 0.5, 
         check_ratio(r, "analysis ratio")
 
     def acc(m: Any) -> float:
-        return float(np.mean(np.argmax(m.predict(data.x, batch_size=128, verbose=0), axis=-1) == data.y))
+        from edgecnn.data.checks import top1_accuracy
+
+        return top1_accuracy(m.predict(data.x, batch_size=128, verbose=0), data.y)
 
     cg = ChannelGraph(model)
     base = acc(model)

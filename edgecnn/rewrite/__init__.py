@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgecnn.errors import DataError, EdgecnnError
-from edgecnn.heldout import EVAL_ON_TRAIN_NOTE, budget_outcome
+from edgecnn.data import EVAL_ON_TRAIN_NOTE, budget_outcome
 from edgecnn.rewrite.base import LayerRewrite, Options, Plan, Rewrite, RewriteResult
 from edgecnn.rewrite.bottleneck import BOTTLENECK
 from edgecnn.rewrite.gap_head import GAP_HEAD
@@ -203,11 +203,11 @@ def _accuracy(model: Any, ds: Any) -> Optional[float]:
     out = model.outputs[0].shape
     if len(model.outputs) != 1 or len(out) != 2 or (out[-1] or 0) < 2:
         return None
-    from edgecnn.export.budget import accuracy, check_labelled
-    from edgecnn.export.validate import keras_outputs
+    from edgecnn.data.checks import check_labelled, top1_accuracy
+    from edgecnn.runtimes.keras import keras_outputs
 
     x, y = check_labelled(model, ds.x, ds.y, what="rewrite data")
-    return accuracy(keras_outputs(model, x)[0], y)
+    return top1_accuracy(keras_outputs(model, x)[0], y)
 
 
 def rewrite(model: Any, *, to: str, layers: Optional[Sequence[str]] = None, exclude: Optional[Sequence[str]] = None,

@@ -41,10 +41,10 @@ class KerasSession:
         self.threads = tf_threads()
         self.threads_applied = threads == self.threads
         if isinstance(source, (str, Path)):
-            import edgecnn
+            import edgecnn.io as edgecnn_io
 
             try:
-                source = edgecnn.load(source)
+                source = edgecnn_io.load(source)
             except InputFileError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a foreign loader error becomes one typed line
@@ -108,3 +108,13 @@ def tf_threads() -> int:
 
     n = tf.config.threading.get_intra_op_parallelism_threads()
     return n or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (n or os.cpu_count() or 1)
+
+
+def keras_outputs(model: Any, x: np.ndarray, *, batch: int = 64) -> list[np.ndarray]:
+    """The Keras model's outputs on ``x`` as a list of float arrays."""
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, len(x), batch):
+        out = model(x[start:start + batch], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        parts.append([np.asarray(o, dtype=np.float32) for o in out])
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]

@@ -83,3 +83,20 @@ def pinned(cores: int | None) -> Iterator[tuple[int, ...]]:
         yield chosen
     finally:
         os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def profile_threads(profile: str) -> Iterator[int]:
+    """Run the block as runtime profile ``profile`` says: yields its thread count; ``mobile-1t`` pins the
+    process to one core. No profile (``""``): one thread, no pinning.
+
+    >>> with profile_threads("") as threads:
+    ...     threads
+    1
+    """
+    if not profile:
+        yield 1
+        return
+    spec = get_profile(profile)
+    with pinned(spec.cores):
+        yield int(spec.threads[0])

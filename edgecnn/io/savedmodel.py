@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import InputFileError, ShapeMismatchError, UnsupportedModelError, first_line
+from edgecnn.errors import InputFileError, UnsupportedModelError, first_line
 
-_CONV_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput", "Conv3D"}
 
 
 class GraphModel:
@@ -58,42 +57,3 @@ class GraphModel:
         arrays = x if isinstance(x, (list, tuple)) else [x]
         out = self.function(**dict(zip(self.input_names, arrays)))
         return [out[k] for k in sorted(out)] if len(out) > 1 else next(iter(out.values()))
-
-    def analyze(self) -> Any:
-        """The inspect table, one row per convolution or matmul op of the frozen serving graph."""
-        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-        from edgecnn.analysis import LayerStats, _summarize, conv_macs, depthwise_macs
-
-        shape = [None if d is None else int(d) for d in self.inputs[0].shape][1:]
-        if any(d is None for d in shape):
-            raise ShapeMismatchError(
-                f"the SavedModel input has unknown dimensions {tuple(shape)}: Expected a fixed H,W,C to count "
-                "MACs; export the model with a fixed input shape"
-            )
-        frozen = convert_variables_to_constants_v2(self.function)
-        rows = []
-        for op in frozen.graph.get_operations():
-            if op.type not in _CONV_OPS:
-                continue
-            out = [None if d is None else int(d) for d in op.outputs[0].shape]
-            w = [int(d) for d in op.inputs[1].shape]
-            if op.type in ("Conv2D", "Conv3D"):
-                macs = conv_macs(out_hw=tuple(out[1:-1]), kernel=tuple(w[:-2]), c_in=w[-2], c_out=w[-1])
-            elif op.type == "DepthwiseConv2dNative":
-                macs = depthwise_macs(out_hw=tuple(out[1:-1]), kernel=tuple(w[:2]), c_in=w[2], multiplier=w[3])
-            elif op.type == "Conv2DBackpropInput":
-                inp = [int(d) for d in op.inputs[2].shape]
-                macs = inp[1] * inp[2] * inp[3] * w[0] * w[1] * w[2]
-            else:
-                macs = w[0] * w[1]
-            params = 1
-            for d in w:
-                params *= d
-            act = 4
-            for d in out[1:]:
-                act *= d
-            rows.append(LayerStats(op.name, op.type, out, params, macs, act))
-        stats = _summarize(self.name, shape, rows, trainable=self.count_params())
-        stats.total_params = self.count_params()
-        return stats

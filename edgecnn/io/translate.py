@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecnn.errors import TranslationError, UnsupportedLayerError
-from edgecnn.graph import fill_in, is_model, iter_nodes, model_inputs, model_outputs
+from edgecnn.graph import fill_in, is_model, iter_nodes, model_inputs, model_outputs, producer
 
 # Keyword arguments every tf_keras layer accepts on top of its own __init__ parameters.
 _BASE_LAYER_KWARGS = frozenset(
@@ -292,8 +292,8 @@ def _input_spec(t: Any, shape: tuple | None) -> tuple[tuple, str, str]:
     if shape is not None:
         full = (full[0],) + tuple(shape)
     dtype = getattr(t.dtype, "name", t.dtype)
-    hist = getattr(t, "_keras_history", None)
-    name = hist[0].name if hist is not None else getattr(t, "name", "input")
+    layer = producer(t)
+    name = layer.name if layer is not None else getattr(t, "name", "input")
     return full, str(dtype), name
 
 

@@ -334,9 +334,9 @@ def quantize_aware(
         raise EdgecnnError("quantization-aware training validation: Expected x_val and y_val together. "
                            f"Received: x_val={'set' if x_val is not None else None}, "
                            f"y_val={'set' if y_val is not None else None}")
-    from edgecnn.export.budget import accuracy, check_labelled
-    from edgecnn.export.validate import keras_outputs
-    from edgecnn.quantize import IO_TYPES, QuantMode, configure_tflite
+    from edgecnn.data.checks import check_labelled, top1_accuracy
+    from edgecnn.runtimes.keras import keras_outputs
+    from edgecnn.export.quantize import IO_TYPES, QuantMode, configure_tflite
 
     if io not in IO_TYPES:
         raise EdgecnnError(f"unknown io {io!r}: Expected one of {', '.join(IO_TYPES)}. Received: {io!r}")
@@ -347,7 +347,7 @@ def quantize_aware(
                         f"Received: {len(x)}")
     val = check_labelled(model, x_val, y_val, what="x_val") if x_val is not None else None
     plan = prepare_qat(model)
-    before = accuracy(keras_outputs(model, val[0])[0], val[1]) if val else None
+    before = top1_accuracy(keras_outputs(model, val[0])[0], val[1]) if val else None
 
     import tensorflow as tf
     import tf_keras
@@ -365,7 +365,7 @@ def quantize_aware(
                .shuffle(len(x), seed=0, reshuffle_each_iteration=True)
                .batch(batch_size, drop_remainder=True))
     history = qat.fit(batches, epochs=epochs, verbose=0).history
-    qat_acc = accuracy(keras_outputs(qat, val[0])[0], val[1]) if val else None
+    qat_acc = top1_accuracy(keras_outputs(qat, val[0])[0], val[1]) if val else None
 
     converter = tf.lite.TFLiteConverter.from_keras_model(qat)
     configure_tflite(converter, mode=QuantMode.INT8, calibration=x[:CALIBRATION_SAMPLES], io=io)
@@ -382,6 +382,6 @@ def quantize_aware(
     if val:
         from edgecnn.runtimes.litert import LiteRTSession
 
-        tflite_acc = accuracy(LiteRTSession(tflite).run(val[0])[0], val[1])
+        tflite_acc = top1_accuracy(LiteRTSession(tflite).run(val[0])[0], val[1])
     return QatResult(tflite, before, qat_acc, tflite_acc, plan.annotated_layers, plan.skipped_layers,
                      model=qat, history={k: [float(v) for v in vs] for k, vs in history.items()})

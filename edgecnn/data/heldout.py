@@ -35,13 +35,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecnn.data.dataset import MIN_PER_CLASS, TEST_FRACTION, Dataset, split_indices, take
 from edgecnn.errors import DataError, ShapeMismatchError
 
-__all__ = ["EVAL_ON_TRAIN_NOTE", "HeldOut", "MIN_PER_CLASS", "TEST_FRACTION", "budget_outcome", "split_data", "take",
-           "top1_accuracy"]
+__all__ = ["EVAL_ON_TRAIN_NOTE", "HeldOut", "budget_outcome", "split_data"]
 
-TEST_FRACTION = 0.2
-MIN_PER_CLASS = 5
 MAX_TFDATA_SAMPLES = 100_000
 
 
@@ -93,50 +91,6 @@ def _id_kind(source: str) -> str:
     return "row index in the source arrays"
 
 
-def take(ds: Any, index: np.ndarray) -> Any:
-    """The rows ``index`` of a Dataset, ids included."""
-    ids = None if ds.ids is None else tuple(ds.ids[i] for i in index)
-    return replace(ds, x=ds.x[index], y=None if ds.y is None else ds.y[index], ids=ids)
-
-
-def top1_accuracy(outputs: Any, labels: Any) -> float:
-    """The one accuracy function: share of rows whose arg-max output equals the label.
-
-    >>> top1_accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), np.array([1, 1, 1]))
-    0.6666666666666666
-    """
-    outputs, labels = np.asarray(outputs), np.asarray(labels)
-    if outputs.ndim != 2 or len(outputs) != len(labels) or len(labels) == 0:
-        raise ShapeMismatchError(f"accuracy: Expected outputs (N, classes) and N labels with N >= 1. "
-                                 f"Received: outputs {outputs.shape}, labels {labels.shape}")
-    return float(np.mean(np.argmax(outputs, axis=-1) == labels))
-
-
-def split_indices(y: Optional[np.ndarray], n: int, *, seed: int, test_fraction: float = TEST_FRACTION,
-                  min_per_class: int = MIN_PER_CLASS, strict: bool = True) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(train rows, test rows, stratified), each ascending. ``strict``: refuse data too small to split."""
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(n)
-    n_test = int(np.ceil(test_fraction * n))
-    if y is not None:
-        classes, counts = np.unique(y, return_counts=True)
-        small = [(int(c), int(k)) for c, k in zip(classes, counts) if k < min_per_class]
-        if strict and small:
-            shown = ", ".join(f"class {c}: {k}" for c, k in small[:3])
-            raise DataError(f"Expected at least {min_per_class} samples of every class to hold out a test split. "
-                            f"Received: {len(small)} class(es) with fewer ({shown}); pass --eval-on-train "
-                            "(eval_on_train=True) to measure on the training data instead")
-        if counts.min() >= 2 and len(classes) <= n_test and len(classes) <= n - n_test:
-            train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=y)
-            return np.sort(train), np.sort(test), True
-    if n < (2 * min_per_class if strict else 2):
-        raise DataError(f"Expected at least {2 * min_per_class} samples to hold out a test split. Received: {n} "
-                        "sample(s); pass --eval-on-train (eval_on_train=True) to measure on the training data instead")
-    train, test = train_test_split(index, test_size=test_fraction, random_state=seed)
-    return np.sort(train), np.sort(test), False
-
-
 def split_data(data: Any, *, input_shape: tuple[int, int, int], seed: int = 0, test_fraction: float = TEST_FRACTION,
                eval_on_train: bool = False) -> HeldOut:
     """Split ``data`` once into train and held-out test.
@@ -174,7 +128,7 @@ def split_data(data: Any, *, input_shape: tuple[int, int, int], seed: int = 0, t
 
 def as_dataset(data: Any, *, input_shape: tuple[int, int, int]) -> Any:
     """Every data source as one Dataset (all samples, with ids), matched to ``input_shape``."""
-    from edgecnn.data import Dataset, load_data
+    from edgecnn.data.sources import load_data
 
     if isinstance(data, (str, os.PathLike)):
         return load_data(os.fspath(data), input_shape=input_shape, split="all")
@@ -204,7 +158,7 @@ def as_dataset(data: Any, *, input_shape: tuple[int, int, int]) -> Any:
 
 
 def _from_arrays(x: Any, y: Any) -> Any:
-    from edgecnn.data import Dataset, check_labels
+    from edgecnn.data.checks import check_labels
 
     x = np.asarray(x)
     if x.dtype == np.uint8:

@@ -27,37 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import DataError, ShapeMismatchError
-from edgecnn.heldout import HeldOut, split_data, top1_accuracy  # noqa: E402  (the held-out protocol)
+from edgecnn.data.checks import check_labels
+from edgecnn.data.dataset import TEST_FRACTION, Dataset, split_indices, take
 
-__all__ = ["Dataset", "HeldOut", "SPLITS", "check_labels", "load_data", "digits", "split_data", "top1_accuracy"]
+__all__ = ["SPLITS", "digits", "load_data"]
 
 SPLITS = ("all", "train", "test")
-TEST_FRACTION = 0.2
 _SOURCES_HINT = "Expected 'digits', an image folder or a .npz file"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Samples matched to a model input.
-
-    Attributes:
-        x: float32 array ``(N, H, W, C)``. Values are in ``[0, 1]`` for digits, image folders and
-            uint8 ``.npz`` data; float ``.npz`` data is passed through unchanged.
-        y: int64 array ``(N,)`` of class indices, or ``None`` when the source is unlabelled.
-        class_names: one name per class index, or ``None`` when unknown.
-        source: where the samples came from, e.g. ``"digits"``, ``"folder:/path"``, ``"npz:/path"``.
-        ids: one identity per sample, to re-measure a result elsewhere: the file path relative to the
-            folder, or the row index in the source (``.npz`` rows, ``load_digits()`` rows, arrays).
-    """
-
-    x: np.ndarray
-    y: np.ndarray | None
-    class_names: tuple[str, ...] | None
-    source: str
-    ids: tuple[str, ...] | None = None
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
 
 
 def load_data(
@@ -224,18 +200,14 @@ def _classify(text: str) -> tuple[str, Path]:
 
 
 def _split_indices(y, n: int, *, split: str, seed: int, test_fraction: float) -> np.ndarray:
-    """Row indices of ``split``, in ascending order: :func:`edgecnn.heldout.split_indices`'s protocol."""
+    """Row indices of ``split``, in ascending order: :func:`edgecnn.data.dataset.split_indices`'s protocol."""
     if split == "all":
         return np.arange(n)
-    from edgecnn.heldout import split_indices
-
     train, test, _ = split_indices(y, n, seed=seed, test_fraction=test_fraction)
     return train if split == "train" else test
 
 
 def _take(ds: Dataset, index: np.ndarray) -> Dataset:
-    from edgecnn.heldout import take
-
     return take(ds, index)
 
 
@@ -362,26 +334,6 @@ def _npz_y(y: np.ndarray | None, n: int, path: Path) -> np.ndarray | None:
     if y is None:
         return None
     return check_labels(y, n, where=repr(str(path)))
-
-
-def check_labels(y: np.ndarray, n: int, *, where: str) -> np.ndarray:
-    """``n`` integer class indices (or one-hot rows) as int64, else a DataError naming ``where``."""
-    if y.ndim == 2 and y.shape[0] == n and y.shape[1] > 1:  # one-hot
-        y = np.argmax(y, axis=1)
-    y = np.asarray(y)
-    integral = np.issubdtype(y.dtype, np.integer) or (
-        np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and np.all(y == np.round(y))
-    )
-    if y.shape != (n,) or not integral or (n and y.min() < 0):
-        raise DataError(
-            f"Expected y as {n} non-negative integer class indices (shape ({n},)) or one-hot ({n}, K). "
-            f"Received: shape {tuple(y.shape)}, dtype {y.dtype} in {where}"
-        )
-    if n:
-        from edgecnn.limits import check
-
-        check("label", int(np.max(y)), where=f"{where} y", what="largest label")  # before bincount sizes by it
-    return y.astype(np.int64)
 
 
 def _npz_class_names(names: np.ndarray | None, y: np.ndarray | None, path: Path) -> tuple[str, ...] | None:

@@ -1,21 +1,4 @@
-"""Load any Keras model into the working representation, and save working models safely.
-
-Accepted: ``.h5`` (Keras 2 / tf.keras / old standalone Keras, and Keras 3), ``.keras`` (Keras 3 and
-tf_keras), a SavedModel folder, and a live Keras 3 or tf_keras model. Keras files go through a JSON
-scan for code and unknown classes first (see :mod:`edgecnn.safety`). The result is a flat
-``tf_keras`` functional model, checked numerically against the model as its own Keras loaded it.
-
-A SavedModel without Keras metadata (e.g. Keras 3 ``model.export()``) has no layers to rewrite: it
-loads as a :class:`~edgecnn.savedmodel.GraphModel`, which ``inspect`` (and later export and bench)
-accept and which surgery stages refuse with :class:`UnsupportedModelError`.
-
-Example:
-    >>> import keras
-    >>> m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
-    >>> working = load(m)
-    >>> type(working).__module__.split(".")[0], load_info(working).written_by
-    ('tf_keras', 'keras 3 (live)')
-"""
+"""Load any Keras model file, SavedModel or live model into the working representation (see :mod:`edgecnn.io`)."""
 from __future__ import annotations
 
 import json
@@ -178,7 +161,7 @@ def _load_tf_keras(path: Path, *, trust_model: bool, custom: dict) -> Any:
 
 def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
     """Load a Keras file with the Keras that wrote it. Returns (source model, info, tf_keras custom objects)."""
-    from edgecnn.safety import load_custom_objects, scan_config
+    from edgecnn.io.safety import load_custom_objects, scan_config
 
     suffix = path.suffix.lower()
     fmt = "keras" if suffix == ".keras" else "h5"
@@ -205,7 +188,7 @@ def _load_file(path: Path, *, trust_model: bool, custom_objects: str | None) -> 
 
 
 def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | None) -> tuple[Any, LoadInfo, dict]:
-    from edgecnn.safety import load_custom_objects, scan_config
+    from edgecnn.io.safety import load_custom_objects, scan_config
 
     meta = path / "keras_metadata.pb"
     if meta.is_file():
@@ -228,7 +211,7 @@ def _load_savedmodel(path: Path, *, trust_model: bool, custom_objects: str | Non
         except Exception as exc:
             raise InputFileError(f"{path} could not be loaded as a Keras SavedModel: {first_line(exc, 240)}") from exc
         return model, LoadInfo(str(path), "savedmodel", "tf_keras savedmodel", False, None), tfk_custom
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     graph = GraphModel.load(path)
     return graph, LoadInfo(str(path), "savedmodel", "tensorflow savedmodel (graph only)", False, None), {}
@@ -258,7 +241,7 @@ def load(
         require_image_input: refuse models without a 4-D (batch, H, W, C) input.
 
     Returns:
-        A flat ``tf_keras.Model`` (or a :class:`~edgecnn.savedmodel.GraphModel` for a graph-only SavedModel).
+        A flat ``tf_keras.Model`` (or a :class:`~edgecnn.io.savedmodel.GraphModel` for a graph-only SavedModel).
 
     Raises:
         InputFileError, UnsafeModelError, UnsupportedLayerError, TranslationError, ShapeMismatchError.
@@ -272,7 +255,7 @@ def load(
     from edgecnn._tf import import_tensorflow
 
     import_tensorflow()
-    from edgecnn.translate import check_same_outputs, to_working
+    from edgecnn.io.translate import check_same_outputs, to_working
 
     shape = _parse_shape(input_shape)
     tfk_custom: dict = {}
@@ -293,7 +276,7 @@ def load(
         tfk = isinstance(source, tf_keras.Model)
         model = source
         info = LoadInfo("<live model>", "live", "tf_keras (live)" if tfk else "keras 3 (live)", not tfk, None)
-    from edgecnn.savedmodel import GraphModel
+    from edgecnn.io.savedmodel import GraphModel
 
     if isinstance(model, GraphModel):
         working = model.with_input_shape(shape) if shape else model
@@ -316,7 +299,7 @@ def load(
 def _check_probe(model: Any) -> None:
     """Refuse, from the static shapes alone, a model whose probe input or largest activation (one sample) is
     over the ``probe_elements`` cap: running it would allocate that much memory."""
-    from edgecnn.analysis import largest_tensor
+    from edgecnn.graph import largest_tensor
     from edgecnn.limits import check
 
     name, elements = largest_tensor(model)
@@ -330,75 +313,3 @@ def _require_image_input(model: Any) -> None:
             "edgecnn works on CNNs: Expected an image input of shape (batch, H, W, C). "
             f"Received: input shapes {shapes}"
         )
-
-
-def _make_h5_portable(path: Path) -> None:
-    import h5py
-
-    from edgecnn.translate import portable_layer_configs
-
-    with h5py.File(path, "r+") as f:
-        config = json.loads(f.attrs["model_config"])
-        f.attrs["model_config"] = json.dumps(portable_layer_configs(config)).encode()
-
-
-def _save_keras3(model: Any, dst: Path) -> None:
-    """A tf_keras working model as a Keras 3 ``.keras`` file at ``dst`` (via a portable legacy ``.h5``)."""
-    import tempfile
-
-    import keras
-
-    with tempfile.TemporaryDirectory(prefix="edgecnn-save-") as tmp:
-        h5 = Path(tmp) / "model.h5"
-        model.save(str(h5), save_format="h5", include_optimizer=False)
-        _make_h5_portable(h5)
-        keras.models.load_model(str(h5), compile=False).save(str(dst))
-
-
-def _without_optimizer(model: Any) -> Any:
-    """``model``, or an uncompiled copy with the same weights when it carries an optimizer (.keras files
-    cannot leave it out otherwise)."""
-    if getattr(model, "optimizer", None) is None or not _is_tf_keras(model):
-        return model
-    import tf_keras
-
-    copy = tf_keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def save(model: Any, path: str | os.PathLike) -> Path:
-    """Save a working model atomically (temporary name in the same folder, then rename).
-
-    ``.h5`` is written in the legacy HDF5 format, which both tf_keras and Keras 3 load. ``.keras`` is written
-    by Keras 3 (the format Keras 3 users ask for; tf_keras cannot read it): the working model goes through a
-    portable ``.h5`` that Keras 3 loads exactly, then Keras 3 saves it. No optimizer state
-    or training config is written: the file holds the architecture and weights only, so the same weights
-    always give the same bytes (a resumed run and an uninterrupted one ship identical files).
-
-    Raises:
-        InputFileError: an unknown suffix.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in _MODEL_SUFFIXES:
-        raise InputFileError(f"cannot save as {path.name}: Expected a .h5 or .keras path. Received: {path}")
-    from edgecnn.files import OutputGuard, atomic_path
-
-    guard = OutputGuard(path.parent)
-    guard.mkdir()
-    try:
-        with atomic_path(path) as tmp:
-            if _is_tf_keras(model) and path.suffix.lower() != ".keras":
-                model.save(str(tmp), save_format="h5", include_optimizer=False)
-                _make_h5_portable(tmp)
-            elif _is_tf_keras(model):
-                _save_keras3(model, tmp)
-            else:
-                _without_optimizer(model).save(str(tmp))
-    except BaseException:
-        guard.remove_made_dirs()  # the folders this save made, if it failed (they are empty)
-        raise
-    return path
-
-
-__all__ = ["LoadInfo", "load", "load_info", "save", "UnsupportedModelError"]
