@@ -1,7 +1,8 @@
 """Benchmarking across runtimes, and the CI latency regression gate.
 
 ``bench(models, ...)`` -> :class:`BenchReport`; ``compare_to_baseline(report, baseline_json, ...)`` ->
-:class:`GateResult`. Modules: ``measure`` (the loop), ``targets`` (inputs -> runnables), ``reference``
+:class:`GateResult`. Modules: ``core`` (the one measuring loop), ``measure`` (``bench()``), ``loadprobe`` (load time and memory in a
+fresh process), ``latency`` (``model_latency`` for scripts), ``targets`` (inputs -> runnables), ``reference``
 (the calibration model), ``perlayer`` (top ops), ``gate`` (comparison, JUnit), ``results``.
 
 Example:
