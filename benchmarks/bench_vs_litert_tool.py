@@ -85,7 +85,7 @@ def build(workdir: Path) -> dict[str, Path]:
 
         import edgecnn
         from edgecnn.data import load_data
-        from edgecnn.export.convert import convert
+        from edgecnn.exporting.convert import convert
 
         sys.path.insert(0, str(ROOT / "models"))
         from zoo import cifar_cnn, minimodel

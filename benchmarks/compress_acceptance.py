@@ -60,7 +60,7 @@ def model_file(name: str, cache: Path) -> Path:
 
 
 def int8(model, calibration) -> bytes:
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
 
     return convert(model, runtime="litert", quantize="int8", calibration=calibration)
 

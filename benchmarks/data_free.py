@@ -157,15 +157,15 @@ def litert_outputs(data: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def fidelity(data: bytes, x: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    from edgecnn.export.validate import snr_db
+    from edgecnn.exporting.validate import snr_db
 
     got = litert_outputs(data, x)
     return float(np.mean(got.argmax(1) == ref.argmax(1))), float(snr_db(ref, got))
 
 
 def plain(model, *, mode: str, calibration=None) -> bytes:
-    from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.quantize import QuantMode
+    from edgecnn.exporting.tflite import to_tflite
+    from edgecnn.exporting.quantize import QuantMode
 
     with muted(1, 2):
         return to_tflite(model, mode=QuantMode.parse(mode), calibration=calibration)
@@ -219,8 +219,8 @@ def ablation(path: Path, x_test: np.ndarray, ref: np.ndarray, report: dict, log)
 
 def measure(name: str, cache: Path, work: Path, log) -> dict:
     import edgecnn
-    from edgecnn.bench.latency import model_latency
-    from edgecnn.export.quantize import synthetic_calibration
+    from edgecnn.benchmarking.latency import model_latency
+    from edgecnn.exporting.quantize import synthetic_calibration
     from edgecnn.runtimes.profiles import pinned
 
     spec = MODELS[name]

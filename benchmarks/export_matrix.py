@@ -24,7 +24,7 @@ import_tensorflow()
 import edgecnn  # noqa: E402
 from edgecnn.files import write_atomic  # noqa: E402
 from edgecnn.errors import EdgecnnError  # noqa: E402
-from edgecnn.export import export  # noqa: E402
+from edgecnn.exporting import export  # noqa: E402
 
 MODES = ["none", "fp16", "dynamic", "int8", "int16x8"]
 

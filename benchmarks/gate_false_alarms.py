@@ -37,7 +37,7 @@ def build(folder: Path) -> dict[str, Path]:
     import edgecnn
     import tf_keras
 
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
     from models.zoo import mnist_cnn
 
     model = edgecnn.load(str(ROOT / "models" / "mnist_cnn.h5"))

@@ -37,7 +37,7 @@ def main() -> None:
 
     import edgecnn
     from edgecnn.data import digits
-    from edgecnn.export import export
+    from edgecnn.exporting import export
     from edgecnn.files import write_atomic
     from models import zoo
 

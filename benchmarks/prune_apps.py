@@ -29,11 +29,11 @@ def main() -> int:
     import keras
 
     import edgecnn
-    from edgecnn.export.validate import compare
+    from edgecnn.exporting.validate import compare
     from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.files import write_atomic
-    from edgecnn.export.convert import convert
-    from edgecnn.prune import channel_groups, prune_channels
+    from edgecnn.exporting.convert import convert
+    from edgecnn.pruning import channel_groups, prune_channels
     from edgecnn.runtimes import RUNTIMES
 
     x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)

@@ -99,7 +99,7 @@ def run(teacher, test, args) -> int:
     from edgecnn.analysis import analyze
     from edgecnn.data import load_data
     from edgecnn.files import write_atomic
-    from edgecnn.bench.latency import model_latency
+    from edgecnn.benchmarking.latency import model_latency
 
     start = time.perf_counter()
     result = edgecnn.prune(teacher, method="channels", sparsity=args.sparsity, importance="l1", round_to=8,
@@ -152,7 +152,7 @@ def run(teacher, test, args) -> int:
         lines.append(f"| {name} | {models[name].count_params():,} | {macs[name] / 1e6:.1f} M | {100 * acc:.2f}% | "
                      f"{lat['none'][name].median_ms:.3f} ms | {lat['none'][name].p90_ms:.3f} ms | "
                      f"{lat['int8'][name].median_ms:.3f} ms | {lat['int8'][name].p90_ms:.3f} ms |")
-    lines += ["", f"Latency: batch 1, 1 thread, `edgecnn.bench.latency.model_latency` (both models interleaved, "
+    lines += ["", f"Latency: batch 1, 1 thread, `edgecnn.benchmarking.latency.model_latency` (both models interleaved, "
               f"{args.runs} runs each after 10 warm-up runs, medians); int8 calibrated on 200 train images.", "",
               "| acceptance (issue 4) | met | measured |", "|---|---|---|"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in checks]

@@ -46,7 +46,7 @@ def train_cifar_cnn(epochs: int, seed: int = 0):
 
 
 def run(name: str, model, *, to: str, epochs: int, seed: int) -> dict:
-    from edgecnn.rewrite import rewrite
+    from edgecnn.rewriting import rewrite
 
     start = time.perf_counter()
     fresh = rewrite(model, to=to, data="digits", init="random", seed=seed)

@@ -41,10 +41,10 @@ def check(model, *, to: str, seed: int = 0) -> dict:
     """Rewrite ``model`` (a working model) and validate the rewritten model's TFLite and ONNX exports."""
     import numpy as np
 
-    from edgecnn.export.validate import compare
+    from edgecnn.exporting.validate import compare
     from edgecnn.runtimes.keras import keras_outputs
-    from edgecnn.export.convert import convert
-    from edgecnn.rewrite import rewrite
+    from edgecnn.exporting.convert import convert
+    from edgecnn.rewriting import rewrite
     from edgecnn.runtimes import RUNTIMES
 
     start = time.perf_counter()

@@ -68,8 +68,8 @@ def main() -> None:
     from edgecnn.data import load_data
     from edgecnn.runtimes.keras import keras_outputs
     from edgecnn.files import write_atomic
-    from edgecnn.export.convert import convert
-    from edgecnn.bench.latency import model_latency
+    from edgecnn.exporting.convert import convert
+    from edgecnn.benchmarking.latency import model_latency
 
     lines = [
         "# Separable rewrite: SeparableConv2D layer or explicit DepthwiseConv2D + Conv2D",

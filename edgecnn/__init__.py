@@ -1,20 +1,28 @@
 """edgecnn: make trained Keras CNNs fit on the edge.
 
-The public API. Heavy libraries load on first use, so ``import edgecnn`` is instant.
+The public API: one verb per capability. Each verb is a function here; the work is done in the package named
+after it (``load``/``save``: :mod:`edgecnn.io`; ``inspect``: :mod:`edgecnn.analysis`; ``rewrite``:
+:mod:`edgecnn.rewriting`; ``prune``: :mod:`edgecnn.pruning`; ``quantize``, ``quantize_aware``, ``export``:
+:mod:`edgecnn.exporting`; ``bench``: :mod:`edgecnn.benchmarking`; ``compress``: :mod:`edgecnn.pipeline`).
+Nothing inside the package imports this module. Heavy libraries load on first use, so ``import edgecnn`` is
+instant.
 
 Example:
     >>> import edgecnn
     >>> edgecnn.__version__
     '0.1.0'
+    >>> import edgecnn.exporting, edgecnn.pruning  # plain packages: the verbs stay functions
+    >>> callable(edgecnn.export) and callable(edgecnn.prune) and edgecnn.export is not edgecnn.exporting
+    True
 """
 from __future__ import annotations
 
 from typing import Any
 
 from edgecnn._version import __version__
-__all__ = ["__version__", "bench", "compress", "inspect", "load", "prune", "quantize_aware", "rewrite", "save"]
-# Export lives in the subpackage: ``from edgecnn.export import export`` (a function of the same name here
-# would be replaced by the subpackage as soon as it is imported).
+
+__all__ = ["__version__", "bench", "compress", "export", "inspect", "load", "prune", "quantize", "quantize_aware",
+           "rewrite", "save"]
 
 
 def load(source: Any, **options: Any) -> Any:
@@ -31,17 +39,6 @@ def save(model: Any, path: Any) -> Any:
     return _save(model, path)
 
 
-def bench(models: Any, **options: Any) -> Any:
-    """Latency, load time, memory, size and accuracy of models on runtimes; see :func:`edgecnn.bench.measure.bench`.
-
-    (Importing the subpackage ``edgecnn.bench`` replaces this attribute by the subpackage, which is callable
-    with the same arguments.)
-    """
-    from edgecnn.bench.measure import bench as _bench
-
-    return _bench(models, **options)
-
-
 def inspect(source: Any, **options: Any) -> Any:
     """Per-layer params, MACs and activation sizes of a model or file; see :func:`edgecnn.analysis.analyze`.
 
@@ -52,34 +49,51 @@ def inspect(source: Any, **options: Any) -> Any:
     return analyze(load(source, **options))
 
 
-def prune(model: Any, **options: Any) -> Any:
-    """Magnitude, 2:4 or structured channel pruning with fine-tuning; see :func:`edgecnn.prune.prune`.
-
-    (Importing the subpackage ``edgecnn.prune`` replaces this attribute by the subpackage, which is
-    callable with the same arguments.)
-    """
-    from edgecnn.prune import prune as _prune
-
-    return _prune(model, **options)
-
-
 def rewrite(model: Any, **options: Any) -> Any:
     """Rewrite layers into cheaper blocks initialized from the trained weights (separable, bottleneck, gap-head,
-    low-rank-dense), optionally recovered by distillation; see :func:`edgecnn.rewrite.rewrite`.
-
-    (Importing the subpackage ``edgecnn.rewrite`` replaces this attribute by the subpackage, which is
-    callable with the same arguments.)
-    """
-    from edgecnn.rewrite import rewrite as _rewrite
+    low-rank-dense), optionally recovered by distillation; see :func:`edgecnn.rewriting.rewrite`."""
+    from edgecnn.rewriting import rewrite as _rewrite
 
     return _rewrite(model, **options)
 
 
+def prune(model: Any, **options: Any) -> Any:
+    """Magnitude, 2:4 or structured channel pruning with fine-tuning; see :func:`edgecnn.pruning.prune`."""
+    from edgecnn.pruning import prune as _prune
+
+    return _prune(model, **options)
+
+
+def export(model: Any, **options: Any) -> Any:
+    """Export to TFLite and/or ONNX, every artifact validated on its real runtime; see
+    :func:`edgecnn.exporting.export` (``outdir=``, ``formats=``, ``quantize=``, ``data=``, ...)."""
+    from edgecnn.exporting import export as _export
+
+    return _export(model, **options)
+
+
+def quantize(model: Any, *, mode: str = "int8", **options: Any) -> Any:
+    """Post-training quantization to a validated artifact: :func:`export` with ``quantize=mode`` (``fp16``,
+    ``dynamic``, ``int8``, ``int16x8``); full-integer modes calibrate on the train split of ``data=``. For
+    quantization-aware training see :func:`quantize_aware`."""
+    from edgecnn.exporting import export as _export
+
+    return _export(model, quantize=mode, **options)
+
+
 def quantize_aware(model: Any, **options: Any) -> Any:
-    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.export.qat.quantize_aware`."""
-    from edgecnn.export.qat import quantize_aware as _qat
+    """Quantization-aware training to an int8 TFLite model; see :func:`edgecnn.exporting.qat.quantize_aware`."""
+    from edgecnn.exporting.qat import quantize_aware as _qat
 
     return _qat(model, **options)
+
+
+def bench(models: Any, **options: Any) -> Any:
+    """Latency, load time, memory, size and accuracy of models on runtimes; see
+    :func:`edgecnn.benchmarking.measure.bench`."""
+    from edgecnn.benchmarking.measure import bench as _bench
+
+    return _bench(models, **options)
 
 
 def compress(model: Any, **options: Any) -> Any:

@@ -29,7 +29,7 @@ def tiny(tf_keras):
 @pytest.fixture(scope="module")
 def artifacts(tiny, tmp_path_factory):
     """A .tflite, a .onnx and a corrupt .tflite of model 'a'."""
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
 
     folder = tmp_path_factory.mktemp("artifacts")
     paths = {"tflite": folder / "a.tflite", "onnx": folder / "a.onnx", "bad": folder / "bad.tflite"}
@@ -43,7 +43,7 @@ def artifacts(tiny, tmp_path_factory):
 def heavy(tf_keras, tmp_path_factory):
     """Model 'a' at 4x the input area (about 4x the work) as a .tflite."""
     import edgecnn
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
 
     path = tmp_path_factory.mktemp("heavy") / "heavy.tflite"
     path.write_bytes(convert(edgecnn.load(small_cnn(tf_keras, name="a", input_shape=(32, 32, 3))), runtime="litert"))
@@ -66,7 +66,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_every_model_runtime_has_the_statistics_and_accuracy(tiny, labelled):
-    import edgecnn.bench
+    import edgecnn.benchmarking
 
     a, b = tiny
     report = edgecnn.bench({"a": a, "b": b}, threads=(1, 2), data=labelled, runs=8, warmup=1, progress=False)
@@ -89,7 +89,7 @@ def test_every_model_runtime_has_the_statistics_and_accuracy(tiny, labelled):
 
 
 def test_artifacts_run_on_their_runtime_and_files_are_untouched(artifacts, tmp_path):
-    import edgecnn.bench
+    import edgecnn.benchmarking
 
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (artifacts["tflite"], artifacts["onnx"])}
     report = edgecnn.bench([str(artifacts["tflite"]), str(artifacts["onnx"])], runs=5, warmup=1, progress=False,
@@ -104,7 +104,7 @@ def test_artifacts_run_on_their_runtime_and_files_are_untouched(artifacts, tmp_p
 
 
 def test_gpu_runtimes_are_listed_with_a_reason_never_skipped(tiny):
-    import edgecnn.bench
+    import edgecnn.benchmarking
     from edgecnn.runtimes import GPU_RUNTIMES
 
     report = edgecnn.bench({"a": tiny[0]}, runtimes="all", runs=3, warmup=0, progress=False)
@@ -121,7 +121,7 @@ def test_gpu_runtimes_are_listed_with_a_reason_never_skipped(tiny):
 
 
 def test_mobile_profile_pins_one_core_and_restores(artifacts):
-    import edgecnn.bench
+    import edgecnn.benchmarking
 
     before = os.sched_getaffinity(0)
     report = edgecnn.bench(str(artifacts["tflite"]), profile="mobile-1t", runs=3, warmup=0, progress=False)
@@ -132,7 +132,7 @@ def test_mobile_profile_pins_one_core_and_restores(artifacts):
 
 
 def test_per_layer_top_ops_on_litert_and_onnxruntime(artifacts):
-    import edgecnn.bench
+    import edgecnn.benchmarking
 
     report = edgecnn.bench([str(artifacts["tflite"]), str(artifacts["onnx"])], per_layer=True, runs=3, warmup=0,
                            progress=False)
@@ -216,7 +216,7 @@ def test_cli_bad_input_exits_2_with_one_line(artifacts, tmp_path):
 
 
 def test_python_api_errors_are_typed(tiny):
-    import edgecnn.bench
+    import edgecnn.benchmarking
     from edgecnn.errors import EdgecnnError
 
     for kwargs in ({"runtimes": "litert,nope"}, {"threads": "0"}, {"batch_size": 0}, {"profile": "mobile-9t"}):
@@ -227,7 +227,7 @@ def test_python_api_errors_are_typed(tiny):
 
 
 def test_runtime_table_drives_suffixes_availability_and_targets(artifacts, tmp_path):
-    from edgecnn.bench.targets import ALL_RUNTIMES, check_runtimes, resolve
+    from edgecnn.benchmarking.targets import ALL_RUNTIMES, check_runtimes, resolve
     from edgecnn.errors import EdgecnnError
     from edgecnn.runtimes import CPU_RUNTIMES, GPU_RUNTIMES, RUNTIMES, artifact_runtime, runtime_for
 
@@ -250,7 +250,7 @@ def test_runtime_table_drives_suffixes_availability_and_targets(artifacts, tmp_p
 
 
 def test_a_gpu_row_is_unavailable_with_its_reason_here(artifacts):
-    from edgecnn.bench.core import time_artifacts
+    from edgecnn.benchmarking.core import time_artifacts
     from edgecnn.runtimes import GPU_RUNTIMES, RUNTIMES
 
     if any(Path("/dev").glob("nvidia[0-9]*")):
@@ -267,7 +267,7 @@ def test_a_gpu_row_is_unavailable_with_its_reason_here(artifacts):
 
 def _dense_tflite(tf_keras, path: Path, units: int) -> Path:
     """A 32x32x3 -> Dense(units) model as a .tflite: its weights take 3072 * units * 4 bytes."""
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
 
     inp = tf_keras.Input((32, 32, 3))
     model = tf_keras.Model(inp, tf_keras.layers.Dense(units)(tf_keras.layers.Flatten()(inp)))
@@ -276,7 +276,7 @@ def _dense_tflite(tf_keras, path: Path, units: int) -> Path:
 
 
 def test_load_time_and_memory_do_not_depend_on_the_load_order(tf_keras, tmp_path):
-    import edgecnn.bench
+    import edgecnn.benchmarking
 
     small = _dense_tflite(tf_keras, tmp_path / "small.tflite", 4)  # 48 KB of weights
     big = _dense_tflite(tf_keras, tmp_path / "big.tflite", 1024)  # 12 MB of weights
@@ -305,8 +305,8 @@ def _spin(ms: float) -> None:
 
 
 def test_disagreement_flag_fires_on_a_busy_stretch_not_on_a_clean_series():
-    from edgecnn.bench import core
-    from edgecnn.bench.results import BenchResult
+    from edgecnn.benchmarking import core
+    from edgecnn.benchmarking.results import BenchResult
 
     rng = np.random.default_rng(0)
     clean = list(3.05 + 0.05 * rng.standard_normal(100))

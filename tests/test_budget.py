@@ -7,7 +7,7 @@ import pytest
 from edgecnn.data import digits
 from edgecnn.errors import DataError, EdgecnnError, ShapeMismatchError
 from edgecnn.data import top1_accuracy
-from edgecnn.export.budget import int8_within_budget
+from edgecnn.exporting.budget import int8_within_budget
 from edgecnn.runtimes.litert import LiteRTSession
 
 SHAPE = (16, 16, 1)

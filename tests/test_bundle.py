@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from edgecnn.errors import EdgecnnError, InputFileError
-from edgecnn.export.bundle import write_labels, write_model_card
+from edgecnn.exporting.bundle import write_labels, write_model_card
 
 
 def artifact(path, *, quantization, io="float", size=123456, accuracy=None, problems=(), passed=True):

@@ -139,7 +139,7 @@ def test_inspect_table_at_80_columns_piped_keeps_names_and_numbers_whole(long_na
     names = [line.split()[0] for line in layers_table if line.startswith("stage1_unit2_conv_")]
     assert len(names) == len(set(names)) == 4  # the four look-alike names stay apart, each on its row
     # the rewrite candidates table (9 columns): every figure whole on one line
-    from edgecnn.report import human
+    from edgecnn.report.tables import human
 
     for layer in (x for x in report["layers"] if "separable_macs" in x):
         figures = [human(layer[k]) for k in ("macs", "separable_macs", "bottleneck_macs", "params",
@@ -178,16 +178,16 @@ def test_a_value_outside_the_choices_exits_2_in_one_line(capsys, args, option):
 
 def test_choices_equal_their_tables():
     from edgecnn import choices
-    from edgecnn.export import FORMATS
-    from edgecnn.export.convert import QUANT_MODES
+    from edgecnn.exporting import FORMATS
+    from edgecnn.exporting.convert import QUANT_MODES
     from edgecnn.pipeline.recipe import TARGETS
     from edgecnn.runtimes import CONVERT_RUNTIMES
     from edgecnn.runtimes.profiles import PROFILES
-    from edgecnn.prune import METHODS
-    from edgecnn.prune.importance import IMPORTANCES
-    from edgecnn.prune.magnitude import SCHEDULES
-    from edgecnn.export.quantize import IO_TYPES, QuantMode
-    from edgecnn.rewrite import POOLINGS, REWRITES, SELECTS
+    from edgecnn.pruning import METHODS
+    from edgecnn.pruning.importance import IMPORTANCES
+    from edgecnn.pruning.magnitude import SCHEDULES
+    from edgecnn.exporting.quantize import IO_TYPES, QuantMode
+    from edgecnn.rewriting import POOLINGS, REWRITES, SELECTS
     from edgecnn.training import STRATEGIES
 
     n = choices.names

@@ -143,8 +143,8 @@ def test_equalization_keeps_the_float_function_and_evens_the_ranges(tf_keras, re
 
 def test_bias_correction_removes_the_int8_mean_shift_on_litert(tf_keras):
     from edgecnn.datafree.bias import correct_bias
-    from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.quantize import QuantMode
+    from edgecnn.exporting.tflite import to_tflite
+    from edgecnn.exporting.quantize import QuantMode
     from edgecnn.runtimes.litert import LiteRTSession
 
     L = tf_keras.layers
@@ -188,8 +188,8 @@ def test_int8_builder_sets_the_input_range_and_shrinks_outlier_ranges(tf_keras):
 
 def test_slim_names_keeps_outputs_and_io_names(tf_keras):
     from edgecnn.datafree.slim import slim_names
-    from edgecnn.export.tflite import to_tflite
-    from edgecnn.export.quantize import QuantMode
+    from edgecnn.exporting.tflite import to_tflite
+    from edgecnn.exporting.quantize import QuantMode
     from edgecnn.runtimes.litert import LiteRTSession
 
     model = _bn_cnn(tf_keras)
@@ -275,7 +275,7 @@ def test_data_free_compress_caches_the_synthesized_set_and_resumes(tmp_path, tf_
     assert any("synthesized inputs; not measured on real data" in n for n in resumed["notes"])
     meta = json.loads((tmp_path / "out" / "export.json").read_text())
     assert meta["calibration"]["synthetic"] is True and "synthesized" in meta["data"]["source"]
-    from edgecnn.export.metadata import read_metadata
+    from edgecnn.exporting.metadata import read_metadata
 
     tensor = read_metadata(Path(art["path"]).read_bytes())["inputs"][0]
     assert tensor["mean"] == [127.5] and tensor["std"] == [127.5]  # 0..255 pixels -> [-1, 1]

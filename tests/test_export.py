@@ -9,10 +9,10 @@ import pytest
 
 import edgecnn
 from edgecnn.errors import DataError, EdgecnnError, InputFileError
-from edgecnn.export import FORMATS, export
-from edgecnn.export.validate import TOLERANCES, compare, validate_artifact
+from edgecnn.exporting import FORMATS, export
+from edgecnn.exporting.validate import TOLERANCES, compare, validate_artifact
 from edgecnn.runtimes.keras import keras_outputs
-from edgecnn.export.quantize import QuantMode, SyntheticCalibrationWarning
+from edgecnn.exporting.quantize import QuantMode, SyntheticCalibrationWarning
 
 from conftest import MODELS, small_cnn
 
@@ -158,7 +158,7 @@ def test_cli_export_and_one_line_errors(tmp_path, capsys):
 
 
 def test_bundle_metadata_labels_and_model_card(tmp_path):
-    from edgecnn.export.metadata import associated_files, read_metadata
+    from edgecnn.exporting.metadata import associated_files, read_metadata
 
     working = edgecnn.load(MODELS / "mnist_cnn.h5")
     report = export(working, outdir=tmp_path, formats="tflite", quantize="int8", data="digits", name="mnist_cnn")

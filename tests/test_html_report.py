@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.bench.results import BenchReport, BenchResult
+from edgecnn.benchmarking.results import BenchReport, BenchResult
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_REPORT_BYTES = 1.5e6

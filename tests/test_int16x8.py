@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import edgecnn
-from edgecnn.export import export
-from edgecnn.export.tflite import _relax_fused_clamps, float_ops
-from edgecnn.export.quantize import SyntheticCalibrationWarning
+from edgecnn.exporting import export
+from edgecnn.exporting.tflite import _relax_fused_clamps, float_ops
+from edgecnn.exporting.quantize import SyntheticCalibrationWarning
 
 
 @pytest.mark.slow

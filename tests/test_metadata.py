@@ -1,4 +1,4 @@
-"""TFLite metadata written by edgecnn.export.metadata, read back WITHOUT edgecnn's code.
+"""TFLite metadata written by edgecnn.exporting.metadata, read back WITHOUT edgecnn's code.
 
 The independent reader is ``flatc`` (the FlatBuffers compiler, from the ``flatc`` test dependency): its C++
 parser checks the ``M001`` file identifier and decodes the metadata buffer to JSON with the schema below.
@@ -23,7 +23,7 @@ import pytest
 
 from conftest import small_cnn
 from edgecnn.errors import EdgecnnError, InputFileError
-from edgecnn.export.metadata import associated_files, attach_metadata, read_metadata
+from edgecnn.exporting.metadata import associated_files, attach_metadata, read_metadata
 
 LABELS = ["cat", "dog", "bird", "fish", "horse"]
 

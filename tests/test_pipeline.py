@@ -322,7 +322,7 @@ def test_fixed_plan_takes_precision_ids_as_the_report_writes_them(tmp_path, digi
 
 def test_base_artifact_is_converted_once_and_reused_from_the_checkpoint(tmp_path, digits_cnn):
     import edgecnn
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
     from edgecnn.pipeline.artifacts import base_artifact
     from edgecnn.pipeline.context import Context
     from edgecnn.pipeline.recipe import TARGETS

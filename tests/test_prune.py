@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from edgecnn.errors import EdgecnnError, UnsupportedLayerError, UnsupportedModelError
-from edgecnn.prune import apply_selection, channel_groups, prune, prune_channels, sensitivity
-from edgecnn.prune.groups import ChannelGraph
+from edgecnn.pruning import apply_selection, channel_groups, prune, prune_channels, sensitivity
+from edgecnn.pruning.groups import ChannelGraph
 
 from conftest import small_cnn
 
@@ -211,7 +211,7 @@ def test_sensitivity_rows(tf_keras):
 
 def test_edgecnn_prune_is_callable_after_the_subpackage_is_imported(tf_keras):
     import edgecnn
-    import edgecnn.prune.channels  # noqa: F401  (sets the package attribute edgecnn.prune to the subpackage)
+    import edgecnn.pruning.channels  # noqa: F401  (a plain package: the verb edgecnn.prune is not replaced)
 
     r = edgecnn.prune(small_cnn(tf_keras), method="channels", sparsity=0.5, round_to=4, progress=False)
     assert [(row["name"], row["channels_after"]) for row in r.layers] == [("stem", 4), ("sep", 8)]

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.export.validate import compare
+from edgecnn.exporting.validate import compare
 from edgecnn.runtimes.keras import keras_outputs
-from edgecnn.export.convert import convert
-from edgecnn.prune import apply_selection, prune_channels
-from edgecnn.prune.groups import ChannelGraph
+from edgecnn.exporting.convert import convert
+from edgecnn.pruning import apply_selection, prune_channels
+from edgecnn.pruning.groups import ChannelGraph
 from edgecnn.runtimes import RUNTIMES
 
 from test_prune import _random_selection, zero_removed

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.prune import prune
-from edgecnn.prune.magnitude import layer_targets
+from edgecnn.pruning import prune
+from edgecnn.pruning.magnitude import layer_targets
 
 from conftest import MODELS
 

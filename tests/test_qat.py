@@ -7,7 +7,7 @@ import pytest
 from edgecnn.data import digits
 from edgecnn.errors import EdgecnnError, UnsupportedLayerError, UnsupportedModelError
 from edgecnn.data import top1_accuracy
-from edgecnn.export.qat import calibrate_ranges, prepare_qat, quantize_aware
+from edgecnn.exporting.qat import calibrate_ranges, prepare_qat, quantize_aware
 from edgecnn.runtimes.litert import LiteRTSession
 
 from models.zoo import se_block

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.rewrite import REWRITES, measure_rewrites, rewrite
+from edgecnn.rewriting import REWRITES, measure_rewrites, rewrite
 from tests.conftest import MODELS
 
 
@@ -177,9 +177,9 @@ def test_keras_application_rewrite_exports_to_tflite_and_onnx_and_matches():
     import keras
 
     import edgecnn
-    from edgecnn.export.validate import compare
+    from edgecnn.exporting.validate import compare
     from edgecnn.runtimes.keras import keras_outputs
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
     from edgecnn.runtimes import RUNTIMES
 
     app = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10,

@@ -70,7 +70,7 @@ def corpus(tmp_path_factory, tf_keras, keras3):
         files = build_files(tmp, tf_keras, keras3)
         if can_mount:  # room for the lock file and one artifact, not for export.json: a disk that fills up mid-run
             import edgecnn
-            from edgecnn.export import export
+            from edgecnn.exporting import export
 
             probe = export(edgecnn.load(str(files["good"])), outdir=tmp / "probe_export", formats="tflite")
             size = probe.artifacts[0].size_bytes
@@ -190,7 +190,7 @@ def test_ctrl_c_says_so_and_resume_is_possible(corpus):
 def test_python_api_meets_the_same_range_rules(tmp_path, corpus):
     import edgecnn
     from edgecnn.errors import EdgecnnError
-    from edgecnn.export import export
+    from edgecnn.exporting import export
 
     good = corpus["files"]["good"]
     for kwargs, needle in (({"epochs": -5}, "--epochs"), ({"seed": -1}, "--seed"),
@@ -221,8 +221,8 @@ def test_checkpoint_clear_removes_a_link_not_its_target(tmp_path):
 
 
 def test_gate_fails_closed_on_a_non_finite_measurement():
-    from edgecnn.bench.gate import compare_to_baseline
-    from edgecnn.bench.results import BenchReport, BenchResult
+    from edgecnn.benchmarking.gate import compare_to_baseline
+    from edgecnn.benchmarking.results import BenchReport, BenchResult
     from edgecnn.errors import InputFileError
 
     def rep(ratio):

@@ -197,7 +197,7 @@ def _flip_largest_buffer(data: bytes) -> bytes:
 
 
 def test_a_corrupted_int8_artifact_fails_validation(tmp_path, capsys, monkeypatch):
-    import edgecnn.export as export_module
+    import edgecnn.exporting as export_module
 
     row = export_module.FORMATS["tflite"]
     real = row.convert

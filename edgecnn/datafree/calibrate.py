@@ -77,7 +77,7 @@ class Int8Builder:
         if ranges not in ("mse", "minmax"):
             raise EdgecnnError(f"int8 range setting: Expected mse or minmax. Received: {ranges!r}")
         from edgecnn._tf import muted
-        from edgecnn.export.budget import _Search
+        from edgecnn.exporting.budget import _Search
 
         self.model = model
         self.x = np.asarray(x, np.float32)
@@ -167,7 +167,7 @@ class Int8Builder:
 
 def layer_of(tensor: str, model: Any) -> Optional[str]:
     """The Keras layer name a TFLite tensor name belongs to, if any."""
-    from edgecnn.export.budget import _layer_name
+    from edgecnn.exporting.budget import _layer_name
 
     name = _layer_name(tensor, model)
     return name if name != tensor else None

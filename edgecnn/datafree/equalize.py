@@ -20,7 +20,7 @@ Anything else (an Add or Concatenate in between, a layer with two consumers, sig
 ends the chain: the pair is not formed.
 
 The result is checked: the equalized model's outputs on ``x`` must match the original's within
-``rtol`` of the output scale (:data:`edgecnn.export.validate.FLOAT_RTOL`, 1e-4), else the pairs through
+``rtol`` of the output scale (:data:`edgecnn.exporting.validate.FLOAT_RTOL`, 1e-4), else the pairs through
 bounded activations are dropped and the check repeated; a model that still misses raises.
 
 Example:
@@ -369,7 +369,7 @@ def equalize(model: Any, *, x: np.ndarray, objective: str = "weights", iteration
             next; the ranges settle within a few rounds).
         margin: a bounded ReLU's channel is rescaled only when ``margin`` x its largest pre-activation on
             ``x`` stays below the bound.
-        rtol: the float check's tolerance (default :data:`edgecnn.export.validate.FLOAT_RTOL`).
+        rtol: the float check's tolerance (default :data:`edgecnn.exporting.validate.FLOAT_RTOL`).
 
     Returns:
         :class:`Equalized`; ``model`` itself is not changed.
@@ -378,7 +378,7 @@ def equalize(model: Any, *, x: np.ndarray, objective: str = "weights", iteration
         EdgecnnError: an unknown objective. ValidationError: the equalized model misses the float check even
             without the pairs through bounded activations (a bug, never silently shipped).
     """
-    from edgecnn.export.validate import FLOAT_RTOL
+    from edgecnn.exporting.validate import FLOAT_RTOL
     from edgecnn.surgery import rebuild
 
     if objective not in OBJECTIVES:

@@ -164,7 +164,7 @@ def _from_tflite_metadata(path: Path) -> Optional[InputRange]:
     if candidate is None or not candidate.is_file():
         return None
     from edgecnn.errors import EdgecnnError as _E
-    from edgecnn.export.metadata import read_metadata
+    from edgecnn.exporting.metadata import read_metadata
 
     try:
         inputs = read_metadata(candidate.read_bytes()).get("inputs") or []

@@ -67,7 +67,7 @@ class Precision:
 
 def proxy(data: bytes, x: np.ndarray, reference: np.ndarray) -> tuple[Optional[float], float]:
     """(top-1 agreement, SNR dB) of a .tflite against the float outputs ``reference`` on ``x`` (LiteRT)."""
-    from edgecnn.export.validate import snr_db
+    from edgecnn.exporting.validate import snr_db
     from edgecnn.runtimes.litert import LiteRTSession
 
     got = LiteRTSession(data).run(x)[0]
@@ -91,9 +91,9 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     from edgecnn.datafree.bias import correct_bias
     from edgecnn.datafree.calibrate import Int8Builder, layer_of
     from edgecnn.datafree.slim import slim_names
-    from edgecnn.export.tflite import to_tflite
+    from edgecnn.exporting.tflite import to_tflite
     from edgecnn.runtimes.keras import keras_outputs
-    from edgecnn.export.quantize import QuantMode
+    from edgecnn.exporting.quantize import QuantMode
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:

@@ -185,7 +185,7 @@ def compress(
                  "validate.min_agreement": min_agreement, "validate.min_snr_db": min_snr_db,
                  "datafree.input_range": _input_range(input_range), "finetune.strategy": strategy}
     rec = load_recipe(recipe, overrides=overrides)  # every option type- and range-checked before heavy work
-    from edgecnn.export.validate import TOLERANCES
+    from edgecnn.exporting.validate import TOLERANCES
 
     TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
     workers.check(rec, data=data, resume=resume)
@@ -252,7 +252,7 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
     from edgecnn._version import __version__
     from edgecnn.analysis import check_labels_fit, fixed_input_shape
     from edgecnn.data import split_data
-    from edgecnn.export.validate import check_finite_weights
+    from edgecnn.exporting.validate import check_finite_weights
     from edgecnn.io import load
 
     def checkpoint(data_key: str) -> tuple[str, Checkpoint, Optional[dict]]:

@@ -46,7 +46,7 @@ def base_artifact(ctx: Context, runtime: Optional[str] = None) -> bytes:
     path = ctx.outdir / ".edgecnn" / FOLDER / name
     data = _read(path, recorded.get(name))
     if data is None:
-        from edgecnn.export.convert import convert
+        from edgecnn.exporting.convert import convert
 
         data = convert(ctx.original, runtime=runtime, quantize=ctx.target.quantize, calibration=calibration(ctx),
                        seed=ctx.seed)

@@ -139,7 +139,7 @@ def _time(ctx: Context, cands: list, *, threads: int) -> dict:
     """Each candidate against the plain conversion (the target's quantization, what the converter alone gives),
     pair by pair, interleaved on the target runtime."""
     from edgecnn.pipeline.artifacts import base_artifact
-    from edgecnn.rewrite.select import measure_rewrites
+    from edgecnn.rewriting.select import measure_rewrites
 
     recipe = ctx.recipe
     base = base_artifact(ctx)
@@ -186,7 +186,7 @@ def working_model(ctx: Context) -> Optional[Any]:
 
 
 def export_options(ctx: Context) -> Optional[dict]:
-    """Keyword arguments of :func:`edgecnn.export.export` for the chosen data-free artifact, or None."""
+    """Keyword arguments of :func:`edgecnn.exporting.export` for the chosen data-free artifact, or None."""
     state = ctx.state.get("datafree") or {}
     chosen = state.get("chosen")
     if not chosen:

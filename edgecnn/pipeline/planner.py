@@ -64,7 +64,7 @@ class Candidate:
 
 def _rewrite(kind: str, **options: Any) -> Callable[..., Any]:
     def apply(model: Any, cand: "Candidate", *, bn_data: Any = None) -> Any:
-        from edgecnn.rewrite import rewrite
+        from edgecnn.rewriting import rewrite
 
         layers = [cand.layer] if cand.layer else None
         return rewrite(model, to=kind, layers=layers, select="all", progress=False, bn_data=bn_data,
@@ -74,7 +74,7 @@ def _rewrite(kind: str, **options: Any) -> Callable[..., Any]:
 
 
 def _prune(model: Any, cand: "Candidate", *, importance: str = "l1", round_to: int = 8, bn_data: Any = None) -> Any:
-    from edgecnn.prune import prune_channels
+    from edgecnn.pruning import prune_channels
 
     return prune_channels(model, ratios=float(cand.ratio), importance=importance, round_to=round_to, bn_data=bn_data)
 
@@ -386,14 +386,14 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         filled in place. ``warnings`` lists measurements whose repeats disagreed beyond the noise.
     """
     from edgecnn.analysis import analyze
-    from edgecnn.export.convert import convert
+    from edgecnn.exporting.convert import convert
     from edgecnn.runtimes.keras import keras_outputs
 
     base_params = analyze(model).total_params
     ref = keras_outputs(model, x_val)[0] if x_val is not None else None
     base_acc = float(np.mean(np.argmax(ref, -1) == y_val)) if (ref is not None and y_val is not None) else None
     from edgecnn._tf import muted
-    from edgecnn.export.quantize import synthetic_calibration
+    from edgecnn.exporting.quantize import synthetic_calibration
 
     cal = calibration if calibration is not None else synthetic_calibration(
         tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)
@@ -404,7 +404,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         try:
             variant = apply(model, cand, recipe, bn_data=calibration if ref is not None else None)
             if cand.kind in FLOAT_KINDS:
-                from edgecnn.export.budget import int8_with_float_layers
+                from edgecnn.exporting.budget import int8_with_float_layers
 
                 with muted(1, 2):
                     artifacts[cand.id] = int8_with_float_layers(variant, layers=float_layers([cand]), calibration=cal)
@@ -421,7 +421,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
             if base_acc is not None:
                 cand.accuracy = float(np.mean(np.argmax(out, -1) == y_val))
                 cand.accuracy_drop = round(100 * (base_acc - cand.accuracy), 3)
-    from edgecnn.rewrite.select import measure_rewrites
+    from edgecnn.rewriting.select import measure_rewrites
 
     base_bytes = artifacts.pop("base")
     deltas = measure_rewrites(base_bytes, artifacts, runtime=runtime, threads=threads,

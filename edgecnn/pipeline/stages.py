@@ -250,7 +250,7 @@ def quantize(ctx: Context, rec: StageRecord) -> None:
     """Convert to the target (and the extra formats), each artifact validated on its runtime as it is written."""
     import shutil
 
-    from edgecnn.export import export
+    from edgecnn.exporting import export
 
     target, recipe = ctx.target, ctx.recipe
     out = staging(ctx)
@@ -310,7 +310,7 @@ def validate(ctx: Context, rec: StageRecord) -> None:
 
 def _top_ops(data: bytes, *, runtime: str, threads: int) -> Optional[list[dict]]:
     """The runtime's per-op profile of an artifact (top 10 ops by time), or None if profiling fails."""
-    from edgecnn.bench.perlayer import top_ops
+    from edgecnn.benchmarking.perlayer import top_ops
     from edgecnn.errors import EdgecnnError
 
     try:
@@ -321,11 +321,11 @@ def _top_ops(data: bytes, *, runtime: str, threads: int) -> Optional[list[dict]]
 
 def benchmark(ctx: Context, rec: StageRecord) -> None:
     """Original (the run's base artifact: plain conversion at the target's quantization) vs compressed artifact,
-    timed in one loop of :func:`edgecnn.bench.core.measure` with the reference model, per runtime. Each entry
+    timed in one loop of :func:`edgecnn.benchmarking.core.measure` with the reference model, per runtime. Each entry
     carries the bench result's status, reference ratio and warning; an original whose median disagrees with
     the plan's measurement of the same artifact beyond the noise is flagged too."""
-    from edgecnn.bench.core import REPEAT_TOLERANCE, time_artifacts
-    from edgecnn.export.convert import convert
+    from edgecnn.benchmarking.core import REPEAT_TOLERANCE, time_artifacts
+    from edgecnn.exporting.convert import convert
     from edgecnn.pipeline.artifacts import base_artifact, calibration
 
     target, recipe = ctx.target, ctx.recipe

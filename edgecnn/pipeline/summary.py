@@ -147,7 +147,7 @@ def print_table(report: dict, *, console: Any = None) -> None:
     budget verdict and the notes."""
     from rich.console import Console
 
-    from edgecnn.report import new_table, print_table as print_fitted
+    from edgecnn.report.tables import new_table, print_table as print_fitted
 
     console = console or Console()
     table = new_table(f"edgecnn compress -> {report['target']}", [("", "text"), ("original", "number"),
@@ -174,7 +174,7 @@ def to_html(report: dict) -> str:
     """A self-contained report.html: the before/after table, charts of latency, accuracy and size (from the
     benchmark), what was changed and undone, the plan with every candidate's measured effect and decision,
     the stages, the accuracy budget and the notes. Sections without content are left out."""
-    from edgecnn.htmlreport import chart_html, plotly_script
+    from edgecnn.report.html import chart_html, plotly_script
 
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>edgecnn compress report</title>",
@@ -248,8 +248,8 @@ def _num(v: Any) -> str:
 def _figures(report: dict) -> list:
     """The bench report's charts (latency vs accuracy, latency per runtime, size per model, top ops per
     artifact) for the original (plain conversion) and the compressed model."""
-    from edgecnn.bench.results import BenchReport, BenchResult
-    from edgecnn.htmlreport import figures
+    from edgecnn.benchmarking.results import BenchReport, BenchResult
+    from edgecnn.report.html import figures
 
     results = []
     for which in ("original", "compressed"):

@@ -47,7 +47,7 @@ class Runtime:
         device: ``cpu`` or ``gpu``.
         process_threads: the thread pool is fixed per process (TensorFlow), so one thread count is measured.
         per_op_precision: its converter can keep chosen ops in float inside an int8 artifact
-            (:func:`edgecnn.export.budget.int8_with_float_layers`): the planner's precision candidates and the
+            (:func:`edgecnn.exporting.budget.int8_with_float_layers`): the planner's precision candidates and the
             data-free path need it.
     """
 
