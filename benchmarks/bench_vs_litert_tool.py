@@ -72,7 +72,7 @@ print(json.dumps({"median_ms": statistics.median(ts)}))
 
 def build(workdir: Path) -> dict[str, Path]:
     """The files: name -> .tflite path (converted once into ``workdir``)."""
-    files = {"reference model (shipped)": ROOT / "edgecnn" / "bench" / "reference.tflite"}
+    files = {"reference model (shipped)": ROOT / "edgecnn" / "benchmarking" / "reference.tflite"}
     wanted = {"MNIST CNN fp32": ("mnist_cnn", "none"), "MNIST CNN int8": ("mnist_cnn", "int8"),
               "CIFAR CNN (w=32) fp32": ("cifar_cnn", "none"),
               "MiniModel (w=32) int8": ("minimodel", "int8"), "MiniModel (w=32) fp32": ("minimodel", "none")}

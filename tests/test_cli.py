@@ -177,7 +177,7 @@ def test_a_value_outside_the_choices_exits_2_in_one_line(capsys, args, option):
 
 
 def test_choices_equal_their_tables():
-    from edgecnn import choices
+    from edgecnn.cli import choices
     from edgecnn.exporting import FORMATS
     from edgecnn.exporting.convert import QUANT_MODES
     from edgecnn.pipeline.recipe import TARGETS
@@ -217,7 +217,7 @@ def test_shell_completion_offers_the_choices(tmp_path):
 
 
 def test_bench_table_at_80_columns_piped_keeps_names_and_numbers_whole(tmp_path):
-    bench = ROOT / "edgecnn" / "bench"
+    bench = ROOT / "edgecnn" / "benchmarking"
     # Share a prefix; 20 characters fit at 80 columns next to a 6-digit img/s (the reference model runs at
     # about 0.01 ms: over 100,000 images per second now that bench's medians match LiteRT's own tool).
     names = ("digits_cnn_int8_v", "digits_cnn_int8_v_ox")

@@ -12,6 +12,3 @@ from edgecnn.cli import inspect, export, compress, bench, prune, rewrite  # noqa
 from edgecnn.cli.app import app, main
 
 __all__ = ["app", "main"]
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
