@@ -5,10 +5,10 @@ For each model:
   - a mini-Xception in the style of a popular 2017 Keras 2 package (64x64x1, inputs in [-1, 1], separable convs,
     BatchNorm, residual adds), built with tf_keras and trained here on digits resized to 64x64;
   - keras.applications MobileNetV2 (alpha 0.35, 96x96x3, weights=None, Keras 3), trained here on digits;
-both trained the way a user would (Adam with a cosine learning-rate decay to zero, a common schedule, long enough
-that the BatchNorm moving statistics settle while the learning rate is low: MobileNetV2's momentum is 0.999) and
-used as trained: their statistics are never re-estimated; their held-out accuracy in inference mode is in the
-table. The trained models are cached (--cache) between runs. Then this script
+both trained the way a user would (Adam with a cosine learning-rate decay to zero, a common schedule: the BatchNorm
+moving statistics settle while the learning rate is low; MobileNetV2's BatchNorm momentum is set to 0.99 before
+training, see MOBILENET_BN_MOMENTUM) and used as trained: their statistics are never re-estimated; their held-out
+accuracy in inference mode is in the table. The trained models are cached (--cache) between runs. Then this script
 Writes docs/data_free.md.
 
     python benchmarks/data_free.py [--models mnist,mini_xception,mobilenetv2] [--cache /tmp/edgecnn_datafree]
@@ -75,8 +75,13 @@ def mini_xception(tf_keras, input_shape=(64, 64, 1), classes=10, l2=0.01):
 
 TRAINING = {  # (batch size, epochs); Adam 1e-3 with cosine decay to zero over all steps
     "mini_xception": (32, 30),
-    "mobilenetv2": (16, 40),
+    "mobilenetv2": (16, 16),
 }
+# Measured with this script's data: MobileNetV2 as keras.applications builds it (BatchNorm momentum 0.999), 40
+# epochs at batch 16 (3,600 steps) with the cosine decay: 100% train accuracy, 10.0% held-out accuracy in inference
+# mode at every epoch (the moving variances still carry 0.999^3600 = 3% of their initial 1.0, far above the true
+# ones). A user who sees that sets the momentum before training; this script does the same.
+MOBILENET_BN_MOMENTUM = 0.99
 
 
 def _cosine(optimizers, steps: int):
@@ -106,12 +111,15 @@ def model_file(name: str, cache: Path, log) -> Path:
             m.save(str(tmp), save_format="h5")
             tmp.rename(path)
         return path
-    path = cache / f"mobilenetv2_a035_96_cosine_b{batch}_e{epochs}.keras"
+    path = cache / f"mobilenetv2_a035_96_bn{MOBILENET_BN_MOMENTUM:g}_cosine_b{batch}_e{epochs}.keras"
     if not path.exists():
         import keras
 
         keras.utils.set_random_seed(0)
         m = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+        for layer in m.layers:  # keras.applications' 0.999 (a 1,000-step window) never settles on 1,437 images
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = MOBILENET_BN_MOMENTUM
         m.compile(_cosine(keras.optimizers, steps), "sparse_categorical_crossentropy", metrics=["accuracy"])
         t0 = time.perf_counter()
         m.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
@@ -249,7 +257,10 @@ def measure(name: str, cache: Path, work: Path, log) -> dict:
            "keras_accuracy": float(np.mean(ref.argmax(1) == y_test)), "label": label,
            "noise_vs_int8_ms": median_noise(timing[label], timing[plain_int8]),
            "training": None if name == "mnist" else "trained here: %d epochs at batch %d, Adam 1e-3 with cosine decay "
-           "to zero, used as trained (BatchNorm statistics not re-estimated)" % TRAINING[name][::-1]}
+           "to zero%s, used as trained (BatchNorm statistics never re-estimated)" % (
+               *TRAINING[name][::-1], f", BatchNorm momentum {MOBILENET_BN_MOMENTUM:g} set before training (the "
+               "keras.applications 0.999 left held-out accuracy at 10% after 40 epochs)" if name == "mobilenetv2"
+               else "")}
     if name != "mnist":
         out["ablation"] = ablation(path, x_test, ref, report, log)
     return out
