@@ -267,6 +267,15 @@ def test_choice_rejects_high_agreement_with_low_snr_and_names_the_floor():
     assert "SNR 20.2 dB < floor 30 dB" in pc.reason
     assert "meets both floors" in best.reason and "SNR 56.5 >= 30 dB" in best.reason
     assert "slower than precision:fp16" in dyn.reason
+    # an int8 target asks for int8-sized weights: dynamic range (no larger than plain int8) before float16 weights
+    best = choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576,
+                  max_bytes_what="the plain int8 conversion")
+    assert best is dyn and "fastest that meets both floors" in dyn.reason
+    assert fp16.reason == ("larger than the plain int8 conversion (135,172 vs 106,576 bytes) while precision:dynamic, "
+                           "no larger, meets both floors")
+    dyn.snr_db = 29.0  # dynamic misses the SNR floor too: the larger file is the only one left
+    assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576) is fp16
+    dyn.snr_db = 46.9
     # the agreement floor decides when SNR passes and agreement does not
     pt.agreement, pt.snr_db = 0.95, 40.0
     assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03) is fp16

@@ -22,7 +22,10 @@ Every candidate's tensor names are shortened (:mod:`edgecnn.datafree.slim`). :fu
 candidate that meets both floors; candidates within noise of the fastest (``min_gain``, or the measured spread)
 count as tied, and among the tied ones whose proxy SNR is within ``SNR_TIE_DB`` of the best, the smallest file
 wins (a smaller file is not worth a clearly less faithful one; so a candidate larger than the dynamic-range one
-never wins while dynamic meets the floors and is as fast).
+never wins while dynamic meets the floors and is as fast). A candidate larger than the plain conversion at the
+target's quantization (``max_bytes``: the size class the target asks for) only wins when no candidate of at most
+that size meets both floors: when full int8 cannot be trusted, an int8 target falls back to dynamic range (int8
+weights), not to float16 weights that a host CPU happens to run faster.
 
 Example:
     >>> a = Precision("int8", mode="int8", size_bytes=100, agreement=0.995, snr_db=35.0, latency_ms=1.0)
@@ -231,12 +234,23 @@ def _int8_float(out: list[Precision], builders: dict, *, original: Any, finish: 
     return built
 
 
-def choose(cands: Sequence[Precision], *, floor: float, min_snr_db: float, min_gain: float) -> Optional[Precision]:
+def choose(cands: Sequence[Precision], *, floor: float, min_snr_db: float, min_gain: float,
+           max_bytes: Optional[int] = None, max_bytes_what: str = "the plain conversion") -> Optional[Precision]:
     """The fastest candidate that meets both floors on the synthesized inputs (agreement ``>= floor``, SNR
     ``>= min_snr_db``); ties (within ``min_gain`` of the fastest, or the measured noise) go to the smallest file
     among those within ``SNR_TIE_DB`` of the best SNR, then the highest agreement. None meeting both: the most
     faithful one (the agreement floor met, then SNR), said so. Sets ``chosen`` and ``reason`` on every candidate;
-    a reason names the floor that decided."""
+    a reason names the floor that decided.
+
+    ``max_bytes`` (the plain conversion at the target's quantization: the size class the target asks for): a
+    larger candidate is only chosen when no candidate of at most that size meets both floors.
+
+    >>> small = Precision("precision:dynamic", mode="dynamic", size_bytes=95, agreement=1.0, snr_db=40.0,
+    ...                   latency_ms=0.24)
+    >>> large = Precision("precision:fp16", mode="fp16", size_bytes=135, agreement=1.0, snr_db=59.0, latency_ms=0.21)
+    >>> choose([small, large], floor=0.99, min_snr_db=35.0, min_gain=0.03, max_bytes=106).id, large.reason
+    ('precision:dynamic', 'larger than the plain conversion (135 vs 106 bytes) while precision:dynamic, no larger, meets both floors')
+    """
     usable = [c for c in cands if c.size_bytes > 0 and c.error is None]
     if not usable:
         return None
@@ -256,6 +270,14 @@ def choose(cands: Sequence[Precision], *, floor: float, min_snr_db: float, min_g
         best.reason = (f"no candidate meets both floors on the synthesized inputs (agreement >= {floor:g}, SNR >= "
                        f"{min_snr_db:g} dB); the most faithful one: {best.reason}")
         return best
+    fits = [c for c in passing if max_bytes is None or c.size_bytes <= max_bytes]
+    if fits and len(fits) < len(passing):
+        smallest = min(fits, key=lambda c: c.size_bytes)
+        for c in passing:
+            if c not in fits:
+                c.reason = (f"larger than {max_bytes_what} ({c.size_bytes:,} vs {max_bytes:,} bytes) while "
+                            f"{smallest.id}, no larger, meets both floors")
+        passing = fits
     timed = [c for c in passing if c.latency_ms is not None]
     if timed:
         first = min(timed, key=lambda c: c.latency_ms)

@@ -108,7 +108,8 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     if not fixed:
         with profile_threads(recipe["runtime_profile"]) as threads:
             summary = _time(ctx, cands, threads=threads)
-    best = choose(cands, floor=floor, min_snr_db=min_snr, min_gain=float(recipe["plan"]["min_gain"]))
+    best = choose(cands, floor=floor, min_snr_db=min_snr, min_gain=float(recipe["plan"]["min_gain"]),
+                  max_bytes=summary.get("plain_bytes"), max_bytes_what=f"the plain {ctx.target.quantize} conversion")
     if best is not None and fixed:
         best.reason = "fixed by the recipe (plan.fixed)"
     rows = [planner.Candidate(c.id, kind="precision", params=None, base_ms=c.base_ms, latency_ms=c.latency_ms,
@@ -173,15 +174,15 @@ def _explain(ctx: Context, best: Any, summary: dict, cands: list) -> None:
     plain = summary.get("plain_bytes")
     if plain is not None and best.size_bytes > plain:
         ctx.note(f"{best.id} is larger than plain {ctx.target.quantize} conversion ({best.size_bytes:,} vs {plain:,} "
-                 f"bytes before metadata) because {best.reason}")
+                 f"bytes before metadata): no candidate of at most that size meets both floors")
     if best.latency_ms is not None and best.base_ms is not None and \
             best.latency_ms - best.base_ms > max(best.noise_ms or 0.0, float(ctx.recipe["plan"]["min_gain"]) * best.base_ms):
         faster = [f"{c['id']} ({c['reason']})" for c in ctx.state["datafree"]["candidates"]
                   if c["latency_ms"] is not None and c["latency_ms"] < best.latency_ms and not c["chosen"]]
         ctx.note(f"{best.id} is slower than plain {ctx.target.quantize} conversion ({best.latency_ms:.3f} vs "
                  f"{best.base_ms:.3f} ms) because "
-                 + ("the faster candidates miss the agreement floor: " + "; ".join(faster) if faster else
-                    "no candidate that reaches the agreement floor is as fast"))
+                 + ("the faster candidates were not chosen: " + "; ".join(faster) if faster else
+                    "no candidate that meets both floors is as fast"))
 
 
 def working_model(ctx: Context) -> Optional[Any]:
