@@ -111,7 +111,7 @@ def _floors(c: Precision, *, floor: float, min_snr_db: float) -> str:
 
 
 def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_range: Sequence[float],
-                     kinds: Sequence[str] = KINDS, floor: float = 0.99, min_snr_db: float = 35.0,
+                     kinds: Sequence[str] = KINDS, floor: float = 0.99, min_snr_db: float = 26.0,
                      max_float_ops: int = 4, bias_correction: bool = True, ranges: str = "mse",
                      calibration_samples: int = 200,
                      progress: Callable[[str, int, int], None] = lambda text, done, total: None,
