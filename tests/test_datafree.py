@@ -265,7 +265,7 @@ def test_choice_rejects_high_agreement_with_low_snr_and_names_the_floor():
     assert best is fp16 and sum(c.chosen for c in cands) == 1  # fp16 is faster than dynamic here
     assert pt.reason.startswith("SNR 19.7 dB < floor 30 dB") and "agreement 0.992 >= 0.99 passes" in pt.reason
     assert "SNR 20.2 dB < floor 30 dB" in pc.reason
-    assert "meets both floors" in best.reason and "SNR 56.5 >= 30 dB" in best.reason
+    assert "meets both floors" in best.reason and "the SNR floor is for calibrated int8" in best.reason
     assert "slower than precision:fp16" in dyn.reason
     # an int8 target asks for int8-sized weights: dynamic range (no larger than plain int8) before float16 weights
     best = choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576,
@@ -273,9 +273,11 @@ def test_choice_rejects_high_agreement_with_low_snr_and_names_the_floor():
     assert best is dyn and "fastest that meets both floors" in dyn.reason
     assert fp16.reason == ("larger than the plain int8 conversion (135,172 vs 106,576 bytes) while precision:dynamic, "
                            "no larger, meets both floors")
-    dyn.snr_db = 29.0  # dynamic misses the SNR floor too: the larger file is the only one left
+    dyn.snr_db = 25.0  # a weight-only conversion is not judged by the SNR floor (nothing was calibrated)
+    assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576) is dyn
+    dyn.agreement = 0.98  # dynamic misses the agreement floor: the larger file is the only one left
     assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576) is fp16
-    dyn.snr_db = 46.9
+    dyn.agreement, dyn.snr_db = 1.0, 46.9
     # the agreement floor decides when SNR passes and agreement does not
     pt.agreement, pt.snr_db = 0.95, 40.0
     assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03) is fp16
@@ -287,8 +289,22 @@ def test_choice_rejects_high_agreement_with_low_snr_and_names_the_floor():
     # nothing meets both: the one that keeps the agreement floor and the best SNR, said so
     for c in cands:
         c.snr_db = 25.0 if c is not pc else 28.0
+    dyn.agreement = fp16.agreement = 0.98
     best = choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03)
     assert best is pc and "no candidate meets both floors" in best.reason and "SNR 28.0 dB < floor 30" in best.reason
+
+
+def test_choice_prefers_the_targets_precision_among_ties():
+    """The MNIST case: int8 (48 dB) and dynamic range (123 dB) tie on speed; an int8 target gets int8."""
+    from edgecnn.datafree.precision import choose
+
+    pt = _cand("precision:int8-per-tensor", size=436_056, agreement=1.0, snr=48.2, ms=0.0147)
+    dyn = _cand("precision:dynamic", size=440_072, agreement=1.0, snr=123.0, ms=0.0148, mode="dynamic")
+    assert choose([pt, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03) is dyn  # no target: the most faithful
+    assert choose([pt, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03, prefer_mode="int8") is pt
+    assert "of the target's precision (int8)" in pt.reason and "not the target's precision" in dyn.reason
+    pt.snr_db = 29.0  # ... only while it meets the SNR floor
+    assert choose([pt, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03, prefer_mode="int8") is dyn
 
 
 def test_choice_never_ships_a_file_larger_than_dynamic_when_dynamic_is_as_fast():

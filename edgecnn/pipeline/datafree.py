@@ -109,7 +109,8 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         with profile_threads(recipe["runtime_profile"]) as threads:
             summary = _time(ctx, cands, threads=threads)
     best = choose(cands, floor=floor, min_snr_db=min_snr, min_gain=float(recipe["plan"]["min_gain"]),
-                  max_bytes=summary.get("plain_bytes"), max_bytes_what=f"the plain {ctx.target.quantize} conversion")
+                  max_bytes=summary.get("plain_bytes"), max_bytes_what=f"the plain {ctx.target.quantize} conversion",
+                  prefer_mode=ctx.target.quantize)
     if best is not None and fixed:
         best.reason = "fixed by the recipe (plan.fixed)"
     rows = [planner.Candidate(c.id, kind="precision", params=None, base_ms=c.base_ms, latency_ms=c.latency_ms,
