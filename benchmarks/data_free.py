@@ -317,9 +317,13 @@ def write(results: list[dict], total: float, path: Path) -> None:
              "edgecnn reported on its own synthesized inputs (the only evidence it has without data), so its error "
              "is the difference between the two columns. Sizes include edgecnn's TFLite metadata (input "
              "normalization, name); the plain conversions carry none.", "",
-             "edgecnn ships a candidate only if it meets both floors on the synthesized inputs: top-1 agreement >= "
-             "`datafree.min_agreement` and output SNR >= `datafree.min_snr_db` (values below); the *decision* column "
-             "of each candidates table says which floor decided.", ""]
+             "edgecnn ships a candidate only if it meets the floors on the synthesized inputs: top-1 agreement >= "
+             "`datafree.min_agreement` and, for full int8 (calibrated on those same inputs), output SNR >= "
+             "`datafree.min_snr_db` (values below); weight-only conversions (dynamic, fp16) face the agreement floor "
+             "alone. Among candidates as fast as the fastest, the target's precision (int8) comes first, then the "
+             "smallest file within 3 dB of the best SNR; a file larger than the plain conversion at the target's "
+             "quantization ships only when nothing of that size meets the floors. The *decision* column of each "
+             "candidates table says which rule decided.", ""]
     for r in results:
         rep = r["report"]
         df = rep["datafree"]
