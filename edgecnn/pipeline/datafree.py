@@ -168,9 +168,11 @@ def _explain(ctx: Context, best: Any, summary: dict, cands: list) -> None:
              f"{n} synthesized inputs ({best.reason}); {PROXY}")
     dyn = next((c for c in cands if c.id == "precision:dynamic" and c.size_bytes and c.error is None), None)
     if dyn is not None and dyn is not best and best.snr_db < dyn.snr_db - SNR_TIE_DB:
-        speed = (f", {dyn.latency_ms / best.latency_ms:.2f}x as fast" if best.latency_ms and dyn.latency_ms else "")
+        speed = (f"; {dyn.latency_ms / best.latency_ms:.2f}x the speed of dynamic range"
+                 if best.latency_ms and dyn.latency_ms else "")
+        other = "-" if dyn.agreement is None else f"{dyn.agreement:.3f}"
         ctx.note(f"{best.id} is less faithful than dynamic-range on the synthesized inputs (SNR {best.snr_db:.1f} vs "
-                 f"{dyn.snr_db:.1f} dB, agreement {agreement} vs {dyn.agreement if dyn.agreement is None else round(dyn.agreement, 3)}{speed}); "
+                 f"{dyn.snr_db:.1f} dB, agreement {agreement} vs {other}{speed}); "
                  'plan.fixed = ["precision:dynamic"] in a recipe ships dynamic range instead')
     plain = summary.get("plain_bytes")
     if plain is not None and best.size_bytes > plain:
