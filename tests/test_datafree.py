@@ -212,24 +212,112 @@ def test_precision_candidates_and_choice(tf_keras):
     model = _estimate_bn(_bn_cnn(tf_keras), _images(128, (12, 12, 1), 0.0, 1.0))
     x = _images(48, (12, 12, 1), 0.0, 1.0, seed=2)
     eq = equalize(model, x=x).model
-    cands, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=1.01,
+    cands, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=1.01, min_snr_db=30.0,
                                       max_float_ops=2, calibration_samples=48)
     by = {c.id: c for c in cands}
-    assert set(by) == {f"precision:{k}" for k in ("int8", "int8-per-tensor", "int8-float", "dynamic", "fp16")}
+    assert set(by) == {f"precision:{k}" for k in ("int8", "int8-per-tensor", "int8-float", "int8-float-per-tensor",
+                                                  "dynamic", "fp16")}
+    assert [c.id for c in cands][:2] == ["precision:int8", "precision:int8-per-tensor"]
     assert by["precision:int8-per-tensor"].size_bytes < by["precision:int8"].size_bytes
     assert by["precision:fp16"].agreement >= 0.9 and by["precision:fp16"].snr_db > 30
     assert 1 <= len(by["precision:int8-float"].float_ops) <= 2  # the floor 1.01 is never met: it tried
+    pt_float, dynamic = by["precision:int8-float-per-tensor"], by["precision:dynamic"]
+    # the per-tensor variant is only kept while it stays smaller than dynamic range
+    assert pt_float.size_bytes < dynamic.size_bytes if pt_float.size_bytes else "not smaller than" in pt_float.reason
     assert set(details["bias_correction"]) == {"int8", "int8-per-tensor"}
-    for c, ms in zip(cands, (1.0, 1.0, 1.2, 2.0, 3.0)):
+    for c, ms in zip(cands, (1.0, 1.0, 1.2, 1.2, 2.0, 3.0)):
         c.latency_ms = ms
-    best = choose(cands, floor=1.01, min_gain=0.03)  # nothing reaches it: the most faithful, said so
-    assert best.chosen and "no candidate agrees" in best.reason
+    best = choose(cands, floor=1.01, min_snr_db=30.0, min_gain=0.03)  # nothing reaches it: the most faithful, said so
+    assert best.chosen and "no candidate meets both floors" in best.reason
     pc, pt = by["precision:int8"], by["precision:int8-per-tensor"]
     pc.snr_db, pt.snr_db = 30.0, 28.0
-    best = choose(cands, floor=0.0, min_gain=0.03)  # the two int8 tie on speed and fidelity: the smaller wins
+    best = choose(cands, floor=0.0, min_snr_db=0.0, min_gain=0.03)  # the two int8 tie on speed and fidelity
     assert best is pt and sum(c.chosen for c in cands) == 1
     pt.snr_db = 20.0  # ... but not when it is clearly less faithful on the synthesized inputs
-    assert choose(cands, floor=0.0, min_gain=0.03) is pc and "less faithful: SNR 20.0" in pt.reason
+    assert choose(cands, floor=0.0, min_snr_db=0.0, min_gain=0.03) is pc and "less faithful: SNR 20.0" in pt.reason
+
+    # int8 meeting both floors: no int8-float is built, and the row says which floors were met
+    cands, _ = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=0.0, min_snr_db=0.0,
+                                kinds=("int8", "int8-float"), calibration_samples=48)
+    assert [c.id for c in cands] == ["precision:int8", "precision:int8-float"]
+    assert not cands[1].size_bytes and "already meets both floors" in cands[1].reason
+
+
+def _cand(cid, *, size, agreement, snr, ms, mode="int8"):
+    from edgecnn.datafree.precision import Precision
+
+    return Precision(cid, mode=mode, size_bytes=size, agreement=agreement, snr_db=snr, latency_ms=ms)
+
+
+def test_choice_rejects_high_agreement_with_low_snr_and_names_the_floor():
+    """The mini-Xception case of docs/data_free.md: int8 agreed 0.992 on the synthesized inputs at a proxy SNR of
+    20 dB and lost agreement on real images; dynamic range (47 dB, twice as slow) did not."""
+    from edgecnn.datafree.precision import choose
+
+    pt = _cand("precision:int8-per-tensor", size=76_528, agreement=0.9922, snr=19.7, ms=0.126)
+    pc = _cand("precision:int8", size=102_608, agreement=0.9922, snr=20.2, ms=0.126)
+    dyn = _cand("precision:dynamic", size=95_240, agreement=1.0, snr=46.9, ms=0.238, mode="dynamic")
+    fp16 = _cand("precision:fp16", size=135_172, agreement=1.0, snr=56.5, ms=0.204, mode="fp16")
+    cands = [pt, pc, dyn, fp16]
+    # agreement alone (no SNR floor) ships the fast, weakly supported int8
+    assert choose(cands, floor=0.99, min_snr_db=0.0, min_gain=0.03) is pt
+    best = choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03)
+    assert best is fp16 and sum(c.chosen for c in cands) == 1  # fp16 is faster than dynamic here
+    assert pt.reason.startswith("SNR 19.7 dB < floor 30 dB") and "agreement 0.992 >= 0.99 passes" in pt.reason
+    assert "SNR 20.2 dB < floor 30 dB" in pc.reason
+    assert "meets both floors" in best.reason and "the SNR floor is for calibrated int8" in best.reason
+    assert "slower than precision:fp16" in dyn.reason
+    # an int8 target asks for int8-sized weights: dynamic range (no larger than plain int8) before float16 weights
+    best = choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576,
+                  max_bytes_what="the plain int8 conversion")
+    assert best is dyn and "fastest that meets both floors" in dyn.reason
+    assert fp16.reason == ("larger than the plain int8 conversion (135,172 vs 106,576 bytes) while precision:dynamic, "
+                           "no larger, meets both floors")
+    dyn.snr_db = 25.0  # a weight-only conversion is not judged by the SNR floor (nothing was calibrated)
+    assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576) is dyn
+    dyn.agreement = 0.98  # dynamic misses the agreement floor: the larger file is the only one left
+    assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=106_576) is fp16
+    dyn.agreement, dyn.snr_db = 1.0, 46.9
+    # the agreement floor decides when SNR passes and agreement does not
+    pt.agreement, pt.snr_db = 0.95, 40.0
+    assert choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03) is fp16
+    assert pt.reason.startswith("agreement 0.950 < floor 0.99") and "SNR 40.0 dB >= 30 passes" in pt.reason
+    # both missed: both named
+    pt.snr_db = 10.0
+    choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03)
+    assert "agreement 0.950 < floor 0.99 and SNR 10.0 dB < floor 30 dB" in pt.reason
+    # nothing meets both: the one that keeps the agreement floor and the best SNR, said so
+    for c in cands:
+        c.snr_db = 25.0 if c is not pc else 28.0
+    dyn.agreement = fp16.agreement = 0.98
+    best = choose(cands, floor=0.99, min_snr_db=30.0, min_gain=0.03)
+    assert best is pc and "no candidate meets both floors" in best.reason and "SNR 28.0 dB < floor 30" in best.reason
+
+
+def test_choice_prefers_the_targets_precision_among_ties():
+    """The MNIST case: int8 (48 dB) and dynamic range (123 dB) tie on speed; an int8 target gets int8."""
+    from edgecnn.datafree.precision import choose
+
+    pt = _cand("precision:int8-per-tensor", size=436_056, agreement=1.0, snr=48.2, ms=0.0147)
+    dyn = _cand("precision:dynamic", size=440_072, agreement=1.0, snr=123.0, ms=0.0148, mode="dynamic")
+    assert choose([pt, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03) is dyn  # no target: the most faithful
+    assert choose([pt, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03, prefer_mode="int8") is pt
+    assert "of the target's precision (int8)" in pt.reason and "not the target's precision" in dyn.reason
+    pt.snr_db = 29.0  # ... only while it meets the SNR floor
+    assert choose([pt, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03, prefer_mode="int8") is dyn
+
+
+def test_choice_never_ships_a_file_larger_than_dynamic_when_dynamic_is_as_fast():
+    from edgecnn.datafree.precision import choose
+
+    f = _cand("precision:int8-float", size=110_000, agreement=1.0, snr=44.0, ms=0.200)
+    dyn = _cand("precision:dynamic", size=95_000, agreement=1.0, snr=46.0, ms=0.204, mode="dynamic")
+    assert choose([f, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03) is dyn  # tied in speed: the smaller
+    assert "as fast as precision:dynamic" in f.reason
+    dyn.latency_ms, dyn.noise_ms = 0.230, 0.040  # slower by more than 3%, but within the measured noise
+    assert choose([f, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03) is dyn
+    dyn.noise_ms = 0.0  # clearly slower: the faster file wins although it is larger
+    assert choose([f, dyn], floor=0.99, min_snr_db=30.0, min_gain=0.03) is f
 
 
 # ---------------------------------------------------------------------------------------------- compress
@@ -253,7 +341,8 @@ def test_data_free_compress_caches_the_synthesized_set_and_resumes(tmp_path, tf_
     model = _estimate_bn(_bn_cnn(tf_keras), _images(128, (12, 12, 1), -1.0, 1.0))
     src = tmp_path / "bn_cnn.h5"
     model.save(src, save_format="h5")
-    recipe = _recipe(tmp_path)
+    # no SNR floor: 32 inputs and 10 steps keep int8 near 20 dB, and this test follows the int8 (calibrated) path
+    recipe = _recipe(tmp_path, **{"datafree.min_snr_db": 0.0})
     cache = tmp_path / "out" / ".edgecnn" / "datafree" / "synthesized.npy"
     seen = {}
 
@@ -272,6 +361,7 @@ def test_data_free_compress_caches_the_synthesized_set_and_resumes(tmp_path, tf_
     assert df["synthesis"]["samples"] == 32 and df["equalization"]["max_rel_diff"] <= 1e-4
     art = resumed["artifacts"][0]
     assert art["validation"]["inputs"].startswith("synthesized from the model")
+    assert df["chosen"]["mode"] == "int8" and df["min_snr_db"] == 0.0
     assert any("synthesized inputs; not measured on real data" in n for n in resumed["notes"])
     meta = json.loads((tmp_path / "out" / "export.json").read_text())
     assert meta["calibration"]["synthetic"] is True and "synthesized" in meta["data"]["source"]

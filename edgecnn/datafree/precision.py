@@ -1,5 +1,5 @@
-"""Precision candidates for a model without data, each judged by agreement with the float model on the
-synthesized inputs (the only evidence there is: a proxy, reported as such).
+"""Precision candidates for a model without data, each judged against the float model on the synthesized inputs
+(the only evidence there is: a proxy, reported as such).
 
 Candidates (``KINDS``):
 
@@ -7,23 +7,40 @@ Candidates (``KINDS``):
   activation ranges by quantization error (:mod:`edgecnn.datafree.calibrate`);
 - ``int8-per-tensor``: the same with one weight scale per tensor: fewer quantization parameters (a smaller
   file), which cross-layer equalization makes affordable (Nagel et al. 2019);
-- ``int8-float``: the better int8 candidate with its most sensitive ops (TFLite's quantization debugger on the
-  synthesized inputs) kept in float, fewest first, until the agreement floor holds (only when int8 misses it);
+- ``int8-float``: built only when no int8 candidate meets both floors: an int8 candidate with its most sensitive
+  ops (TFLite's quantization debugger on the synthesized inputs) kept in float, fewest first, until both floors
+  hold; from the per-channel int8 (``precision:int8-float``) and from the per-tensor one
+  (``precision:int8-float-per-tensor``) while that stays smaller than the dynamic-range candidate;
 - ``dynamic``: int8 weights, float activations; ``fp16``: float16 weights.
 
+Two floors judge a candidate on the synthesized inputs: top-1 agreement ``>= floor`` and, for full-int8
+candidates, output SNR ``>= min_snr_db``. Agreement on a few hundred synthesized inputs is coarse (steps of 1/N)
+and saturates: int8 candidates that agreed 0.99 there at a proxy SNR of 17-23 dB lost agreement on real images,
+while one at 48 dB lost none (docs/data_free.md); SNR is continuous, so it tells them apart. Only full int8 is
+calibrated on the inputs it is scored on; weight-only conversions (dynamic, fp16) do not depend on them and face
+the agreement floor alone (dynamic range measured 25-30 dB on a mini-Xception's synthesized inputs and 44 dB on
+its real ones).
+
 Every candidate's tensor names are shortened (:mod:`edgecnn.datafree.slim`). :func:`choose` picks the fastest
-candidate that reaches the floor; candidates within ``min_gain`` of the fastest count as tied, and among the tied
-ones whose proxy SNR is within ``SNR_TIE_DB`` of the best, the smallest file wins (a smaller file is not worth a
-clearly less faithful one).
+candidate that meets both floors; candidates within noise of the fastest (``min_gain``, or the measured spread)
+count as tied, and among the tied ones whose proxy SNR is within ``SNR_TIE_DB`` of the best, the smallest file
+wins (a smaller file is not worth a clearly less faithful one; so a candidate larger than the dynamic-range one
+never wins while dynamic meets the floors and is as fast). A candidate larger than the plain conversion at the
+target's quantization (``max_bytes``: the size class the target asks for) only wins when no candidate of at most
+that size meets both floors: when full int8 cannot be trusted, an int8 target falls back to dynamic range (int8
+weights), not to float16 weights that a host CPU happens to run faster.
 
 Example:
-    >>> a = Precision("int8", mode="int8", size_bytes=100, agreement=0.995, snr_db=20.0, latency_ms=1.0)
-    >>> b = Precision("fp16", mode="fp16", size_bytes=200, agreement=1.0, snr_db=40.0, latency_ms=2.0)
-    >>> choose([a, b], floor=0.99, min_gain=0.03).id, a.reason
-    ('int8', 'fastest that agrees >= 0.99 on the synthesized inputs')
-    >>> a.agreement = 0.95
-    >>> choose([a, b], floor=0.99, min_gain=0.03).id, a.reason
-    ('fp16', 'agreement 0.950 < floor 0.99 on the synthesized inputs')
+    >>> a = Precision("int8", mode="int8", size_bytes=100, agreement=0.995, snr_db=35.0, latency_ms=1.0)
+    >>> b = Precision("dynamic", mode="dynamic", size_bytes=120, agreement=1.0, snr_db=50.0, latency_ms=2.0)
+    >>> choose([a, b], floor=0.99, min_snr_db=30.0, min_gain=0.03).id, a.reason
+    ('int8', 'fastest that meets both floors on the synthesized inputs (agreement 0.995 >= 0.99, SNR 35.0 >= 30 dB)')
+    >>> a.snr_db = 20.0  # agreement still passes: the SNR floor decides
+    >>> choose([a, b], floor=0.99, min_snr_db=30.0, min_gain=0.03).id, a.reason
+    ('dynamic', 'SNR 20.0 dB < floor 30 dB on the synthesized inputs (agreement 0.995 >= 0.99 passes)')
+    >>> a.snr_db, a.agreement = 35.0, 0.95  # now the agreement floor decides
+    >>> choose([a, b], floor=0.99, min_snr_db=30.0, min_gain=0.03).id, a.reason
+    ('dynamic', 'agreement 0.950 < floor 0.99 on the synthesized inputs (SNR 35.0 dB >= 30 passes)')
 """
 from __future__ import annotations
 
@@ -34,7 +51,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 
-__all__ = ["KINDS", "Precision", "build_candidates", "choose", "proxy"]
+__all__ = ["KINDS", "Precision", "build_candidates", "choose", "misses", "proxy"]
 
 KINDS = ("int8", "int8-per-tensor", "int8-float", "dynamic", "fp16")
 SNR_TIE_DB = 3.0
@@ -77,19 +94,50 @@ def proxy(data: bytes, x: np.ndarray, reference: np.ndarray) -> tuple[Optional[f
     return agreement, float(snr_db(reference, got))
 
 
+def misses(c: Precision, *, floor: float, min_snr_db: float) -> list[str]:
+    """The floors ``c`` misses on the synthesized inputs, each said with its numbers (empty: it meets them).
+
+    The SNR floor applies to full-int8 candidates only: their activation ranges and bias corrections were fitted
+    on the synthesized inputs they are scored on, which is where the proxy flatters. Dynamic range and float16 are
+    weight-only conversions that do not depend on those inputs; the agreement floor judges them.
+
+    >>> misses(Precision("x", mode="int8", agreement=0.992, snr_db=19.7), floor=0.99, min_snr_db=30.0)
+    ['SNR 19.7 dB < floor 30 dB']
+    >>> misses(Precision("y", mode="dynamic", agreement=1.0, snr_db=25.2), floor=0.99, min_snr_db=30.0)
+    []
+    """
+    out = []
+    if c.agreement is not None and c.agreement < floor:
+        out.append(f"agreement {c.agreement:.3f} < floor {floor:g}")
+    if c.mode == "int8" and (c.snr_db is None or c.snr_db < min_snr_db):
+        out.append(f"SNR {c.snr_db:.1f} dB < floor {min_snr_db:g} dB" if c.snr_db is not None else "no SNR")
+    return out
+
+
+def _floors(c: Precision, *, floor: float, min_snr_db: float) -> str:
+    agree = "" if c.agreement is None else f"agreement {c.agreement:.3f} >= {floor:g}, "
+    if c.mode != "int8":
+        return f"{agree}SNR {c.snr_db:.1f} dB; the SNR floor is for calibrated int8"
+    return f"{agree}SNR {c.snr_db:.1f} >= {min_snr_db:g} dB"
+
+
 def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_range: Sequence[float],
-                     kinds: Sequence[str] = KINDS, floor: float = 0.99, max_float_ops: int = 4,
-                     bias_correction: bool = True, ranges: str = "mse", calibration_samples: int = 200,
+                     kinds: Sequence[str] = KINDS, floor: float = 0.99, min_snr_db: float = 30.0,
+                     max_float_ops: int = 4, bias_correction: bool = True, ranges: str = "mse",
+                     calibration_samples: int = 200,
                      progress: Callable[[str, int, int], None] = lambda text, done, total: None,
                      ) -> tuple[list[Precision], dict]:
     """Convert every candidate of ``kinds`` and score it on ``x`` against ``original``'s float outputs.
+
+    ``floor`` and ``min_snr_db`` decide whether the int8-float candidates are built (only when no int8 candidate
+    meets both) and when they stop keeping ops in float (see the module docstring).
 
     Returns:
         (the candidates, details: the bias corrections and activation ranges of the int8 candidates).
     """
     from edgecnn._tf import muted
     from edgecnn.datafree.bias import correct_bias
-    from edgecnn.datafree.calibrate import Int8Builder, layer_of
+    from edgecnn.datafree.calibrate import Int8Builder
     from edgecnn.datafree.slim import slim_names
     from edgecnn.exporting.tflite import to_tflite
     from edgecnn.runtimes.keras import keras_outputs
@@ -112,7 +160,9 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
         p.agreement, p.snr_db = proxy(p.data, x, reference)
         return p
 
-    for k, kind in enumerate(kinds):
+    # int8-float is built last: whether it is needed, and how large it may grow, depend on the others
+    order = [k for k in kinds if k != "int8-float"] + [k for k in kinds if k == "int8-float"]
+    for k, kind in enumerate(order):
         progress(f"converting {kind}", k, total)
         try:
             if kind in ("int8", "int8-per-tensor"):
@@ -129,31 +179,9 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
                 out.append(finish(Precision(f"precision:{kind}", mode="int8", description=desc),
                                   builders[per_channel].build(per_channel=per_channel)))
             elif kind == "int8-float":
-                ints = [p for p in out if p.mode == "int8" and not p.float_ops and p.error is None]
-                if not ints:
-                    continue
-                best = max(ints, key=lambda p: ((p.agreement or 0.0), p.snr_db))
-                if best.agreement is None or best.agreement >= floor:
-                    out.append(Precision("precision:int8-float", mode="int8", reason=f"not built: {best.id} "
-                                         f"already agrees {best.agreement} >= {floor:g}"))
-                    continue
-                per_channel = best.id == "precision:int8"
-                builder = builders[per_channel]
-                denied: list[str] = []
-                cand = None
-                while len(denied) < max_float_ops:
-                    ranking = builder.sensitive_ops(per_channel=per_channel, exclude=denied)
-                    if not ranking:
-                        break
-                    denied.append(ranking[0]["tensor"])
-                    cand = finish(Precision("precision:int8-float", mode="int8"),
-                                  builder.build(per_channel=per_channel, float_ops=denied))
-                    if cand.agreement is not None and cand.agreement >= floor:
-                        break
-                if cand is not None:
-                    cand.float_ops = [layer_of(t, original) or t for t in denied]
-                    cand.description = f"{best.description}; kept in float: {', '.join(cand.float_ops)}"
-                    out.append(cand)
+                at = sum(1 for p in out if p.id in ("precision:int8", "precision:int8-per-tensor"))
+                out[at:at] = _int8_float(out, builders, original=original, finish=finish, floor=floor,
+                                         min_snr_db=min_snr_db, max_float_ops=max_float_ops)
             else:
                 mode = QuantMode.DYNAMIC if kind == "dynamic" else QuantMode.FP16
                 with muted(1, 2):
@@ -167,48 +195,129 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     return out, details
 
 
-def choose(cands: Sequence[Precision], *, floor: float, min_gain: float) -> Optional[Precision]:
-    """The fastest candidate with agreement >= ``floor``; ties (within ``min_gain`` of the fastest) go to
-    the smallest file, then the highest agreement. None reaching the floor: the most faithful one (agreement,
-    then SNR), said so. Sets ``chosen`` and ``reason`` on every candidate."""
+def _int8_float(out: list[Precision], builders: dict, *, original: Any, finish: Callable, floor: float,
+                min_snr_db: float, max_float_ops: int) -> list[Precision]:
+    """The int8-float candidates (see the module docstring), or one unbuilt row that says why none was built."""
+    from edgecnn.datafree.calibrate import layer_of
+
+    ints = [p for p in out if p.id in ("precision:int8", "precision:int8-per-tensor") and p.error is None]
+    if not ints:
+        return [Precision("precision:int8-float", mode="int8", reason="not built: no int8 candidate to start from")]
+    good = [p for p in ints if not misses(p, floor=floor, min_snr_db=min_snr_db)]
+    if good:
+        return [Precision("precision:int8-float", mode="int8", reason=f"not built: {good[0].id} already meets both "
+                          f"floors ({_floors(good[0], floor=floor, min_snr_db=min_snr_db)})")]
+    dynamic = next((p for p in out if p.id == "precision:dynamic" and p.error is None and p.size_bytes), None)
+    built = []
+    for base in ints:
+        per_channel = base.id == "precision:int8"
+        cid = "precision:int8-float" if per_channel else "precision:int8-float-per-tensor"
+        # the per-tensor variant exists to be smaller than dynamic range; it stops growing before it is not
+        limit = None if per_channel or dynamic is None else dynamic.size_bytes
+        if limit is not None and base.size_bytes >= limit:
+            built.append(Precision(cid, mode="int8", reason=f"not built: {base.id} is already not smaller than "
+                                   f"{dynamic.id} ({base.size_bytes:,} vs {limit:,} bytes)"))
+            continue
+        builder = builders[per_channel]
+        denied: list[str] = []
+        cand: Optional[Precision] = None
+        why = f"not built: no op of {base.id} to keep in float"
+        while len(denied) < max_float_ops:
+            ranking = builder.sensitive_ops(per_channel=per_channel, exclude=denied)
+            if not ranking:
+                break
+            trial = finish(Precision(cid, mode="int8"),
+                           builder.build(per_channel=per_channel, float_ops=denied + [ranking[0]["tensor"]]))
+            if limit is not None and trial.size_bytes >= limit:
+                why = (f"not built: keeping {len(denied) + 1} op(s) of {base.id} in float makes it "
+                       f"{trial.size_bytes:,} bytes, not smaller than {dynamic.id} ({limit:,})")
+                break
+            denied.append(ranking[0]["tensor"])
+            cand = trial
+            if not misses(cand, floor=floor, min_snr_db=min_snr_db):
+                break
+        if cand is None:
+            built.append(Precision(cid, mode="int8", reason=why))
+            continue
+        cand.float_ops = [layer_of(t, original) or t for t in denied]
+        cand.description = f"{base.description}; kept in float: {', '.join(cand.float_ops)}"
+        built.append(cand)
+    return built
+
+
+def choose(cands: Sequence[Precision], *, floor: float, min_snr_db: float, min_gain: float,
+           max_bytes: Optional[int] = None, max_bytes_what: str = "the plain conversion",
+           prefer_mode: Optional[str] = None) -> Optional[Precision]:
+    """The fastest candidate that meets both floors on the synthesized inputs (agreement ``>= floor``, SNR
+    ``>= min_snr_db``); ties (within ``min_gain`` of the fastest, or the measured noise) go to the smallest file
+    among those within ``SNR_TIE_DB`` of the best SNR, then the highest agreement. None meeting both: the most
+    faithful one (the agreement floor met, then SNR), said so. Sets ``chosen`` and ``reason`` on every candidate;
+    a reason names the floor that decided.
+
+    ``max_bytes`` (the plain conversion at the target's quantization: the size class the target asks for): a
+    larger candidate is only chosen when no candidate of at most that size meets both floors. ``prefer_mode``
+    (the target's quantization): among candidates tied on speed, those of that mode come first (an int8 target
+    may be an integer-only accelerator).
+
+    >>> small = Precision("precision:dynamic", mode="dynamic", size_bytes=95, agreement=1.0, snr_db=40.0,
+    ...                   latency_ms=0.24)
+    >>> large = Precision("precision:fp16", mode="fp16", size_bytes=135, agreement=1.0, snr_db=59.0, latency_ms=0.21)
+    >>> choose([small, large], floor=0.99, min_snr_db=35.0, min_gain=0.03, max_bytes=106).id, large.reason
+    ('precision:dynamic', 'larger than the plain conversion (135 vs 106 bytes) while precision:dynamic, no larger, meets both floors')
+    """
     usable = [c for c in cands if c.size_bytes > 0 and c.error is None]
     if not usable:
         return None
-
-    def good(c: Precision) -> bool:
-        return c.agreement is None or c.agreement >= floor
-
-    passing = [c for c in usable if good(c)]
+    missed = {id(c): misses(c, floor=floor, min_snr_db=min_snr_db) for c in usable}
+    passing = [c for c in usable if not missed[id(c)]]
     for c in usable:
         c.chosen = False
-        if not good(c):
-            c.reason = f"agreement {c.agreement:.3f} < floor {floor:g} on the synthesized inputs"
+        if missed[id(c)]:
+            c.reason = " and ".join(missed[id(c)]) + " on the synthesized inputs"
+            if len(missed[id(c)]) == 1:
+                c.reason += (f" (agreement {c.agreement:.3f} >= {floor:g} passes)" if missed[id(c)][0].startswith("SNR")
+                             else f" (SNR {c.snr_db:.1f} dB >= {min_snr_db:g} passes)")
     if not passing:
-        best = max(usable, key=lambda c: (c.agreement or 0.0, c.snr_db))
+        best = max(usable, key=lambda c: (c.agreement is None or c.agreement >= floor, -np.inf if c.snr_db is None else c.snr_db,
+                                          c.agreement or 0.0))
         best.chosen = True
-        best.reason = (f"no candidate agrees >= {floor:g} on the synthesized inputs; the most faithful one "
-                       f"({best.agreement:.3f})")
+        best.reason = (f"no candidate meets both floors on the synthesized inputs (agreement >= {floor:g}, SNR >= "
+                       f"{min_snr_db:g} dB); the most faithful one: {best.reason}")
         return best
+    fits = [c for c in passing if max_bytes is None or c.size_bytes <= max_bytes]
+    if fits and len(fits) < len(passing):
+        smallest = min(fits, key=lambda c: c.size_bytes)
+        for c in passing:
+            if c not in fits:
+                c.reason = (f"larger than {max_bytes_what} ({c.size_bytes:,} vs {max_bytes:,} bytes) while "
+                            f"{smallest.id}, no larger, meets both floors")
+        passing = fits
     timed = [c for c in passing if c.latency_ms is not None]
     if timed:
-        fastest = min(c.latency_ms for c in timed)
-        tied = [c for c in timed if c.latency_ms <= fastest * (1.0 + min_gain)]
+        first = min(timed, key=lambda c: c.latency_ms)
+        tied = [c for c in timed if c.latency_ms - first.latency_ms <= max(
+            min_gain * first.latency_ms, first.noise_ms or 0.0, c.noise_ms or 0.0)]
     else:
         tied = passing
-    top = max(c.snr_db for c in tied)
-    faithful = [c for c in tied if c.snr_db >= top - SNR_TIE_DB]
+    pool = [c for c in tied if c.mode == prefer_mode] or tied
+    top = max(c.snr_db for c in pool)
+    faithful = [c for c in pool if c.snr_db >= top - SNR_TIE_DB]
     best = min(faithful, key=lambda c: (c.size_bytes, -(c.agreement or 0.0)))
+    within = f"within {min_gain:.0%} or the measured noise"
     for c in passing:
         if c is best:
-            c.reason = (f"fastest that agrees >= {floor:g} on the synthesized inputs" if len(tied) == 1 else
-                        f"agrees >= {floor:g} on the synthesized inputs; as fast as "
-                        f"{', '.join(t.id for t in tied if t is not best)} (within {min_gain:.0%}) and the smallest "
-                        f"within {SNR_TIE_DB:g} dB of the best SNR")
+            floors = f"meets both floors on the synthesized inputs ({_floors(c, floor=floor, min_snr_db=min_snr_db)})"
+            c.reason = (f"fastest that {floors}" if len(tied) == 1 else
+                        f"{floors}; as fast as {', '.join(t.id for t in tied if t is not best)} ({within}) and the "
+                        f"smallest within {SNR_TIE_DB:g} dB of the best SNR"
+                        + (f" of the target's precision ({prefer_mode})" if len(pool) < len(tied) else ""))
+        elif c in tied and c not in pool:
+            c.reason = f"as fast as {best.id} ({within}) but not the target's precision ({prefer_mode})"
         elif c in tied and c not in faithful:
-            c.reason = (f"as fast as {best.id} (within {min_gain:.0%}) but less faithful: SNR {c.snr_db:.1f} vs "
+            c.reason = (f"as fast as {best.id} ({within}) but less faithful: SNR {c.snr_db:.1f} vs "
                         f"{top:.1f} dB on the synthesized inputs")
         elif c in tied:
-            c.reason = f"as fast as {best.id} (within {min_gain:.0%}) but larger or less faithful"
+            c.reason = f"as fast as {best.id} ({within}) but larger or less faithful"
         else:
             c.reason = f"slower than {best.id}: {c.latency_ms:.3f} vs {best.latency_ms:.3f} ms" \
                 if c.latency_ms is not None and best.latency_ms is not None else f"not chosen: {best.id} is"

@@ -98,9 +98,9 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     state["equalization"] = eq
     fixed = [planner.base_id(f) for f in recipe["plan"]["fixed"] if f.startswith("precision:")]
     kinds = [k for k in cfg["candidates"] if not fixed or f"precision:{k}" in fixed]
-    floor = float(cfg["min_agreement"])
+    floor, min_snr = float(cfg["min_agreement"]), float(cfg["min_snr_db"])
     cands, details = build_candidates(ctx.original, equalized=model, x=x, input_range=rng.as_tuple(), kinds=kinds,
-                                      floor=floor, max_float_ops=int(cfg["max_float_ops"]),
+                                      floor=floor, min_snr_db=min_snr, max_float_ops=int(cfg["max_float_ops"]),
                                       bias_correction=bool(cfg["bias_correction"]),
                                       calibration_samples=int(recipe["quantize"]["calibration_samples"]),
                                       progress=progress)
@@ -109,7 +109,9 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     if not fixed:
         with profile_threads(recipe["runtime_profile"]) as threads:
             summary = _time(ctx, cands, threads=threads)
-    best = choose(cands, floor=floor, min_gain=float(recipe["plan"]["min_gain"]))
+    best = choose(cands, floor=floor, min_snr_db=min_snr, min_gain=float(recipe["plan"]["min_gain"]),
+                  max_bytes=summary.get("plain_bytes"), max_bytes_what=f"the plain {ctx.target.quantize} conversion",
+                  prefer_mode=ctx.target.quantize)
     if best is not None and fixed:
         best.reason = "fixed by the recipe (plan.fixed)"
     rows = [planner.Candidate(c.id, kind="precision", params=None, base_ms=c.base_ms, latency_ms=c.latency_ms,
@@ -117,7 +119,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
                               noise_ms=c.noise_ms, output_error=c.snr_db, chosen=c.chosen, reason=c.reason,
                               error=c.error) for c in cands]
     state["candidates"] = [c.as_dict() for c in cands]
-    state["floor"] = floor
+    state["floor"], state["min_snr_db"] = floor, min_snr
     if best is not None:
         d = _dir(ctx)
         d.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
         write_atomic(d / "chosen.tflite", best.data)
         state["chosen"] = {"id": best.id, "mode": best.mode, "agreement": best.agreement, "snr_db": best.snr_db,
                            "size_bytes": best.size_bytes, "samples": int(len(x))}
-        _explain(ctx, best, summary)
+        _explain(ctx, best, summary, cands)
     ctx.state["plan"] = {"candidates": [c.as_dict() for c in structural + rows], "measured": not fixed,
                          "datafree": True, **summary}
     rec.changes = [f"chose {best.id}" if best is not None else "no precision candidate could be built"]
@@ -156,24 +158,35 @@ def _time(ctx: Context, cands: list, *, threads: int) -> dict:
             "plain_bytes": len(base), "plain": f"{ctx.target.quantize} conversion of the original (converter alone)"}
 
 
-def _explain(ctx: Context, best: Any, summary: dict) -> None:
-    """Notes for the report: the proxy, and why a file larger or slower than plain conversion ships."""
+def _explain(ctx: Context, best: Any, summary: dict, cands: list) -> None:
+    """Notes for the report: the proxy, the floor that decided, and why a file less faithful, larger or slower than
+    plain conversion ships."""
+    from edgecnn.datafree.precision import SNR_TIE_DB
+
     n = ctx.state["datafree"]["chosen"]["samples"]
     agreement = "-" if best.agreement is None else f"{best.agreement:.3f}"
-    ctx.note(f"data-free: chose {best.id} ({best.description}): agreement {agreement} on {n} synthesized inputs; "
-             f"{PROXY}")
+    ctx.note(f"data-free: chose {best.id} ({best.description}): agreement {agreement}, SNR {best.snr_db:.1f} dB on "
+             f"{n} synthesized inputs ({best.reason}); {PROXY}")
+    dyn = next((c for c in cands if c.id == "precision:dynamic" and c.size_bytes and c.error is None), None)
+    if dyn is not None and dyn is not best and best.snr_db < dyn.snr_db - SNR_TIE_DB:
+        speed = (f"; {dyn.latency_ms / best.latency_ms:.2f}x the speed of dynamic range"
+                 if best.latency_ms and dyn.latency_ms else "")
+        other = "-" if dyn.agreement is None else f"{dyn.agreement:.3f}"
+        ctx.note(f"{best.id} is less faithful than dynamic-range on the synthesized inputs (SNR {best.snr_db:.1f} vs "
+                 f"{dyn.snr_db:.1f} dB, agreement {agreement} vs {other}{speed}); "
+                 'plan.fixed = ["precision:dynamic"] in a recipe ships dynamic range instead')
     plain = summary.get("plain_bytes")
     if plain is not None and best.size_bytes > plain:
         ctx.note(f"{best.id} is larger than plain {ctx.target.quantize} conversion ({best.size_bytes:,} vs {plain:,} "
-                 f"bytes before metadata) because {best.reason}")
+                 f"bytes before metadata): no candidate of at most that size meets both floors")
     if best.latency_ms is not None and best.base_ms is not None and \
             best.latency_ms - best.base_ms > max(best.noise_ms or 0.0, float(ctx.recipe["plan"]["min_gain"]) * best.base_ms):
         faster = [f"{c['id']} ({c['reason']})" for c in ctx.state["datafree"]["candidates"]
                   if c["latency_ms"] is not None and c["latency_ms"] < best.latency_ms and not c["chosen"]]
         ctx.note(f"{best.id} is slower than plain {ctx.target.quantize} conversion ({best.latency_ms:.3f} vs "
                  f"{best.base_ms:.3f} ms) because "
-                 + ("the faster candidates miss the agreement floor: " + "; ".join(faster) if faster else
-                    "no candidate that reaches the agreement floor is as fast"))
+                 + ("the faster candidates were not chosen: " + "; ".join(faster) if faster else
+                    "no candidate that meets both floors is as fast"))
 
 
 def working_model(ctx: Context) -> Optional[Any]:

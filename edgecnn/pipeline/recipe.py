@@ -180,6 +180,7 @@ NUMBERS: dict[str, str] = {
     "bench.threads": "count", "bench.runs": "count", "bench.seconds": "positive",
     "plan.latency_runs": "count", "plan.seconds": "positive", "plan.min_gain": "non_negative",
     "plan.max_backoff": "non_negative_int", "plan.max_candidates": "count",
+    "datafree.min_agreement": "fraction", "datafree.min_snr_db": "non_negative",
 }
 # The command-line flag that sets an option, named in its error.
 FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "latency_budget_ms": "--latency-budget-ms", "seed": "--seed",
