@@ -322,7 +322,10 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
             if not missed_floor:
                 record.seconds = time.perf_counter() - t0
                 ctx.stages.append(record)
-            undone = S.back_off(ctx) if attempt < int(rec["plan"]["max_backoff"]) else None
+            allowed = int(rec["plan"]["max_backoff"])
+            undone = S.back_off(ctx) if attempt < allowed else None
+            if undone is None and allowed > 0:  # back-off spent: the plain conversion, once (max_backoff 0: off)
+                undone = S.fall_back(ctx)
             if undone is not None:
                 attempt += 1
                 backoffs.append(f"attempt {attempt}: {exc}; {undone}")

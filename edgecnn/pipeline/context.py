@@ -113,7 +113,7 @@ class Context:
     @property
     def candidates(self) -> list:
         """The plan's candidates (:class:`edgecnn.pipeline.planner.Candidate`), read from the state."""
-        from edgecnn.pipeline.planner import Candidate
+        from edgecnn.pipeline.candidates import Candidate
 
         return [Candidate(**c) for c in self.state.get("plan", {}).get("candidates", [])]
 

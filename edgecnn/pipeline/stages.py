@@ -166,6 +166,20 @@ def back_off(ctx: Context) -> Optional[str]:
     return undone
 
 
+def fall_back(ctx: Context) -> Optional[str]:
+    """Once back-off is spent: undo every change, so the run ships the plain conversion of the original (never
+    worse than it), said in the report. None when that was done already or nothing is left to undo."""
+    if ctx.state.get("fallback"):
+        return None
+    cands = ctx.candidates
+    undone = planner.undo_all(cands)
+    if undone is not None:
+        ctx.candidates = cands
+        ctx.state["fallback"] = undone
+        ctx.note(undone)
+    return undone
+
+
 def rewrite(ctx: Context, rec: StageRecord) -> None:
     """Apply the chosen rewrites to a fresh copy of the original (weights initialized from it)."""
     if ctx.state.get("plan", {}).get("datafree"):
