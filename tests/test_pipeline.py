@@ -344,3 +344,22 @@ def test_base_artifact_is_converted_once_and_reused_from_the_checkpoint(tmp_path
     with pytest.raises(EdgecnnError, match="conversion"):
         base_artifact(context(None, ctx.state))  # a changed file is never used: it would be converted afresh
     assert base_artifact(context(model, ctx.state)) == first
+
+
+def test_when_back_off_is_spent_the_plain_conversion_ships(capsys, tmp_path, digits_cnn):
+    """Two changes that both cost accuracy, budget 0 points, one back-off allowed: the back-off undoes one, then
+    the run falls back to the plain conversion of the original and exits 0, saying so (never worse than it)."""
+    overrides = {"finetune.epochs": 0, "plan.fixed": ["prune:0.75", "gap-head"], "target": "litert-fp32",
+                 "max_accuracy_drop": 0.0, "plan.max_backoff": 1}
+    code, out, err = _run(capsys, "compress", str(digits_cnn), "-o", str(tmp_path / "a"), "--data", "digits",
+                          "--recipe", _recipe_file(tmp_path, **overrides), "--quiet")
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    validates = [s for s in report["stages"] if s["name"] == "validate"]
+    if validates[0]["status"] != "failed" or len(validates) < 3:
+        pytest.skip("the changes did not both cost accuracy on this model: no fallback to reach")
+    assert code == 0, err
+    assert report["budget"]["met"] is True
+    backoffs = report["budget"]["backoffs"]
+    assert len(backoffs) == 2 and "fell back to the plain conversion of the original" in backoffs[1]
+    assert report["compressed"]["params"] == report["original"]["params"]
+    assert any("fell back to the plain conversion" in n for n in report["notes"])
