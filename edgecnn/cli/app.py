@@ -8,7 +8,9 @@ Example:
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Annotated, Optional
+
+from pathlib import Path
 
 import typer
 
@@ -30,6 +32,13 @@ AGREE_HELP = "Validation floor: top-1 agreement of each quantized artifact with 
 STRATEGY_HELP = ("Fine-tuning: default (one device), mirrored (this machine's GPUs) or multiworker (the machines in "
                   "each worker's TF_CONFIG; the chief writes the outputs; docs/distributed.md).")
 SNR_HELP = "Validation floor: output SNR in dB of each quantized artifact against Keras (default per mode)."
+
+
+# Options that several commands take, declared once (typer reads the option from the Annotated type).
+InputShapeOption = Annotated[Optional[str], typer.Option("--input-shape", help="H,W,C for inputs with unknown size.")]
+CustomObjectsOption = Annotated[Optional[Path], typer.Option("--custom-objects", help=CUSTOM_HELP)]
+TrustModelOption = Annotated[bool, typer.Option("--trust-model", help=TRUST_HELP)]
+EvalOnTrainOption = Annotated[bool, typer.Option("--eval-on-train", help=EVAL_ON_TRAIN_HELP)]
 
 
 def _version(value: bool) -> None:

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from edgecnn.cli.app import (AGREE_HELP, CUSTOM_HELP, EVAL_ON_TRAIN_HELP, MODEL_HELP, SNR_HELP, STRATEGY_HELP, TRUST_HELP, app)
+from edgecnn.cli.app import (AGREE_HELP, MODEL_HELP, SNR_HELP, STRATEGY_HELP, app, CustomObjectsOption,
+                             EvalOnTrainOption, InputShapeOption, TrustModelOption)
 from edgecnn.cli.choices import Profile, Strategy, Target, complete_recipe, recipe_metavar
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_labels
@@ -36,10 +37,10 @@ def compress(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help=AGREE_HELP),
     min_snr_db: Optional[float] = typer.Option(None, "--min-snr-db", help=SNR_HELP),
-    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=EVAL_ON_TRAIN_HELP),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=CUSTOM_HELP),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_HELP),
+    eval_on_train: EvalOnTrainOption = False,
+    input_shape: InputShapeOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_model: TrustModelOption = False,
     input_range: Optional[str] = typer.Option(None, "--input-range", help="LO,HI of the model input (e.g. -1,1) "
                                               "for data-free runs; default: inferred from the model."),
     strategy: Optional[Strategy] = typer.Option(None, "--strategy", help=STRATEGY_HELP + " Overrides the recipe's "

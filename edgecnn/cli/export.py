@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from edgecnn.cli.app import AGREE_HELP, CUSTOM_HELP, EVAL_ON_TRAIN_HELP, MODEL_HELP, SNR_HELP, TRUST_HELP, app
+from edgecnn.cli.app import (AGREE_HELP, MODEL_HELP, SNR_HELP, app, CustomObjectsOption, EvalOnTrainOption,
+                             InputShapeOption, TrustModelOption)
 from edgecnn.cli.choices import ExportFormat, IOType, Quantize, names
 from edgecnn.files import check_outdir_path, read_labels
 
@@ -31,10 +32,10 @@ def export(
     ),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help=AGREE_HELP),
     min_snr_db: Optional[float] = typer.Option(None, "--min-snr-db", help=SNR_HELP),
-    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=EVAL_ON_TRAIN_HELP),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=CUSTOM_HELP),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_HELP),
+    eval_on_train: EvalOnTrainOption = False,
+    input_shape: InputShapeOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
     """Export to TFLite/ONNX, validate every artifact on its runtime (held-out split of --data), write export.json."""
     import warnings
@@ -87,9 +88,9 @@ def quantize(
     batch_size: int = typer.Option(32, "--batch-size"),
     learning_rate: float = typer.Option(1e-4, "--learning-rate"),
     io: IOType = typer.Option("float", "--io", help="Input/output tensor type."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=CUSTOM_HELP),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_HELP),
+    input_shape: InputShapeOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
     """Quantization-aware training, then an int8 .tflite validated on LiteRT (when post-training int8 loses too much)."""
     import edgecnn.io as model_io

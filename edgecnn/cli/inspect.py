@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Optional
 
 import typer
 
-from edgecnn.cli.app import CUSTOM_HELP, MODEL_HELP, TRUST_HELP, app
+from edgecnn.cli.app import MODEL_HELP, app, CustomObjectsOption, InputShapeOption, TrustModelOption
 
 
 @app.command()
 def inspect(
     model: str = typer.Argument(..., metavar="MODEL", help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=CUSTOM_HELP),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_HELP),
+    input_shape: InputShapeOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
     """Per-layer params, MACs and activation sizes, and what separable/bottleneck convs would cost."""
     import edgecnn.io as model_io

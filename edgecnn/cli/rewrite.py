@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 import typer
 
-from edgecnn.cli.app import BUDGET_HELP, CUSTOM_HELP, EVAL_ON_TRAIN_HELP, MODEL_HELP, STRATEGY_HELP, TRUST_HELP, app
+from edgecnn.cli.app import (BUDGET_HELP, MODEL_HELP, STRATEGY_HELP, app, CustomObjectsOption, EvalOnTrainOption,
+                             InputShapeOption, TrustModelOption)
 from edgecnn.cli.choices import LatencyQuantize, LatencyRuntime, Pooling, RewriteTo, Select, Strategy
 from edgecnn.errors import EdgecnnError, InputFileError
 
@@ -139,11 +140,11 @@ def rewrite(
     threads: int = typer.Option(1, "--threads", help="--select measured: runtime threads."),
     runs: int = typer.Option(30, "--runs", help="--select measured: timed runs per model."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=BUDGET_HELP),
-    eval_on_train: bool = typer.Option(False, "--eval-on-train", help=EVAL_ON_TRAIN_HELP),
+    eval_on_train: EvalOnTrainOption = False,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="H,W,C for inputs with unknown size."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help=CUSTOM_HELP),
-    trust_model: bool = typer.Option(False, "--trust-model", help=TRUST_HELP),
+    input_shape: InputShapeOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
     """Rewrite layers into cheaper blocks initialized from the trained weights; recover accuracy by distillation.
 
