@@ -39,6 +39,10 @@ InputShapeOption = Annotated[Optional[str], typer.Option("--input-shape", help="
 CustomObjectsOption = Annotated[Optional[Path], typer.Option("--custom-objects", help=CUSTOM_HELP)]
 TrustModelOption = Annotated[bool, typer.Option("--trust-model", help=TRUST_HELP)]
 EvalOnTrainOption = Annotated[bool, typer.Option("--eval-on-train", help=EVAL_ON_TRAIN_HELP)]
+LabelsOption = Annotated[Optional[Path], typer.Option("--labels", help="Text file, one class name per line.")]
+MinAgreementOption = Annotated[Optional[float], typer.Option("--min-agreement", help=AGREE_HELP)]
+MinSnrOption = Annotated[Optional[float], typer.Option("--min-snr-db", help=SNR_HELP)]
+BudgetOption = Annotated[float, typer.Option("--max-accuracy-drop", help=BUDGET_HELP)]
 
 
 def _version(value: bool) -> None:

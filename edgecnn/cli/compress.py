@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from edgecnn.cli.app import (AGREE_HELP, MODEL_HELP, SNR_HELP, STRATEGY_HELP, app, CustomObjectsOption,
-                             EvalOnTrainOption, InputShapeOption, TrustModelOption)
+from edgecnn.cli.app import (MODEL_HELP, STRATEGY_HELP, app, CustomObjectsOption, EvalOnTrainOption, InputShapeOption,
+                             LabelsOption, MinAgreementOption, MinSnrOption, TrustModelOption)
 from edgecnn.cli.choices import Profile, Strategy, Target, complete_recipe, recipe_metavar
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_labels
@@ -34,9 +34,9 @@ def compress(
     force: bool = typer.Option(False, "--force", help="Write into an output folder that holds unrelated files."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress, only the final table."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json on stdout and nothing else."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help=AGREE_HELP),
-    min_snr_db: Optional[float] = typer.Option(None, "--min-snr-db", help=SNR_HELP),
+    labels: LabelsOption = None,
+    min_agreement: MinAgreementOption = None,
+    min_snr_db: MinSnrOption = None,
     eval_on_train: EvalOnTrainOption = False,
     input_shape: InputShapeOption = None,
     custom_objects: CustomObjectsOption = None,

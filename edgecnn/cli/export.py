@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from edgecnn.cli.app import (AGREE_HELP, MODEL_HELP, SNR_HELP, app, CustomObjectsOption, EvalOnTrainOption,
-                             InputShapeOption, TrustModelOption)
+from edgecnn.cli.app import (MODEL_HELP, app, CustomObjectsOption, EvalOnTrainOption, InputShapeOption, LabelsOption,
+                             MinAgreementOption, MinSnrOption, TrustModelOption)
 from edgecnn.cli.choices import ExportFormat, IOType, Quantize, names
 from edgecnn.files import check_outdir_path, read_labels
 
@@ -26,12 +26,12 @@ def export(
     calibration_samples: int = typer.Option(200, "--calibration-samples", help="Representative samples."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     ort_format: bool = typer.Option(False, "--ort-format", help="Also write ONNX Runtime Mobile .ort files."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Text file, one class name per line."),
+    labels: LabelsOption = None,
     max_accuracy_drop: Optional[float] = typer.Option(
         None, "--max-accuracy-drop", help="int8 accuracy budget in points (labelled --data): keep the worst ops in float."
     ),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help=AGREE_HELP),
-    min_snr_db: Optional[float] = typer.Option(None, "--min-snr-db", help=SNR_HELP),
+    min_agreement: MinAgreementOption = None,
+    min_snr_db: MinSnrOption = None,
     eval_on_train: EvalOnTrainOption = False,
     input_shape: InputShapeOption = None,
     custom_objects: CustomObjectsOption = None,

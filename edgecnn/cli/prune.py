@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgecnn.cli.app import (BUDGET_HELP, MODEL_HELP, STRATEGY_HELP, app, CustomObjectsOption, EvalOnTrainOption,
+from edgecnn.cli.app import (MODEL_HELP, STRATEGY_HELP, app, BudgetOption, CustomObjectsOption, EvalOnTrainOption,
                              InputShapeOption, TrustModelOption)
 from edgecnn.cli.choices import Importance, PruneMethod, Schedule, Strategy
 from edgecnn.errors import EdgecnnError, InputFileError
@@ -140,7 +140,7 @@ def prune(
     seed: int = typer.Option(0, "--seed"),
     strategy: Strategy = typer.Option("default", "--strategy", help=STRATEGY_HELP),
     analyze: bool = typer.Option(False, "--analyze", help="channels: accuracy drop per group at 25/50/75% (labelled --data)."),
-    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=BUDGET_HELP),
+    max_accuracy_drop: BudgetOption = 1.0,
     eval_on_train: EvalOnTrainOption = False,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     input_shape: InputShapeOption = None,

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgecnn.cli.app import (BUDGET_HELP, MODEL_HELP, STRATEGY_HELP, app, CustomObjectsOption, EvalOnTrainOption,
+from edgecnn.cli.app import (MODEL_HELP, STRATEGY_HELP, app, BudgetOption, CustomObjectsOption, EvalOnTrainOption,
                              InputShapeOption, TrustModelOption)
 from edgecnn.cli.choices import LatencyQuantize, LatencyRuntime, Pooling, RewriteTo, Select, Strategy
 from edgecnn.errors import EdgecnnError, InputFileError
@@ -139,7 +139,7 @@ def rewrite(
     quantize: LatencyQuantize = typer.Option("none", "--quantize", help="--select measured: precision of both sides."),
     threads: int = typer.Option(1, "--threads", help="--select measured: runtime threads."),
     runs: int = typer.Option(30, "--runs", help="--select measured: timed runs per model."),
-    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help=BUDGET_HELP),
+    max_accuracy_drop: BudgetOption = 1.0,
     eval_on_train: EvalOnTrainOption = False,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     input_shape: InputShapeOption = None,
