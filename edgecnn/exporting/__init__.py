@@ -228,9 +228,7 @@ def _build(fmt: ExportFormat, request: Request, *, prebuilt: Optional[dict[str, 
     if prebuilt and fmt.name in prebuilt:
         return Built(prebuilt[fmt.name])
     with _quiet(quiet):
-        return fmt.make(request if fmt.budget else
-                        Request(model=request.model, mode=request.mode, calibration=request.calibration,
-                                io=request.io, opset=request.opset))
+        return fmt.make(request)
 
 
 def _check(row: ExportFormat, artifact: bytes, path: Path, samples: Any, reference: list, *, mode: QuantMode,

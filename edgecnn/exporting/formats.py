@@ -71,11 +71,11 @@ class ExportFormat:
         convert: ``convert(model, *, mode, calibration, io, opset) -> bytes``, the plain converter.
         io_types: the input/output tensor types it can have (``--io``).
         build: ``build(row, request) -> Built`` when the format does more than convert (an accuracy budget,
-            layers kept in float); None: :attr:`convert` alone.
+            layers kept in float: only a ``build`` reads those fields of the request); None: :attr:`convert`
+            alone.
         finish: ``finish(data, metadata) -> bytes`` after building (None: the bytes as built).
         companions: names of :data:`COMPANIONS` rows derived from this artifact when asked for.
         derive: for a companion row, ``derive(parent_bytes, parent_name) -> bytes``.
-        budget: whether ``max_accuracy_drop`` / ``float_layers`` apply to it (int8 only).
     """
 
     name: str
@@ -87,7 +87,6 @@ class ExportFormat:
     finish: Optional[Callable[[bytes, Metadata], bytes]] = None
     companions: tuple[str, ...] = ()
     derive: Optional[Callable[[bytes, str], bytes]] = None
-    budget: bool = False
     tolerances: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def make(self, request: Request) -> Built:
@@ -160,7 +159,7 @@ def _ort_bytes(onnx_bytes: bytes, name: str) -> bytes:
 
 FORMATS: dict[str, ExportFormat] = {
     "tflite": ExportFormat("tflite", ".tflite", "litert", _tflite, ("float", "int8", "uint8"),
-                           build=_build_tflite, finish=_tflite_metadata, budget=True),
+                           build=_build_tflite, finish=_tflite_metadata),
     "onnx": ExportFormat("onnx", ".onnx", "onnxruntime", _onnx, ("float",), companions=("ort",)),
 }
 
