@@ -258,8 +258,6 @@ def _check_options(model: Any, names: Sequence[str], *, mode: QuantMode, io: str
         raise EdgecnnError(
             f"--max-accuracy-drop applies to int8: Expected --quantize int8. Received: --quantize {mode.value}"
         )
-    if calibration_samples is None or isinstance(calibration_samples, bool) or int(calibration_samples) < 1:
-        raise EdgecnnError(f"calibration samples: Expected an integer >= 1. Received: {calibration_samples!r}")
 
 
 def _artifact(path: Path, fmt: str, mode: QuantMode, io: str, data: bytes, validation: Any) -> Artifact:
