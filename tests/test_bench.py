@@ -144,6 +144,22 @@ def test_per_layer_top_ops_on_litert_and_onnxruntime(artifacts):
         assert [o["ms"] for o in r.per_layer] == sorted((o["ms"] for o in r.per_layer), reverse=True)
 
 
+def test_litert_per_op_profile_with_bounded_cuts_covers_every_op_once(artifacts):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgecnn.benchmarking.perlayer import top_ops
+
+    data = artifacts["tflite"].read_bytes()
+    n_ops = len(flatbuffer_utils.convert_bytearray_to_object(bytearray(data)).subgraphs[0].operators)
+    assert n_ops >= 3
+    ops = top_ops(data, runtime="litert", runs=3, top=100, max_cuts=2, budget_s=0.5)
+    # two cuts: the first op alone, then one entry for the rest, which says how many ops it covers
+    assert len(ops) == 2 and sum(o.get("ops", 1) for o in ops) == n_ops
+    grouped = next(o for o in ops if o.get("ops"))
+    assert " .. " in grouped["name"] and grouped["ops"] == n_ops - 1
+    assert abs(sum(o["share"] for o in ops) - 1) < 1e-6 and all(o["ms"] >= 0 for o in ops)
+
+
 def test_keras_runtime_is_a_compiled_function_matching_predict(tiny):
     from edgecnn.runtimes.keras import KerasSession
 

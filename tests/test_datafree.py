@@ -236,11 +236,61 @@ def test_precision_candidates_and_choice(tf_keras):
     pt.snr_db = 20.0  # ... but not when it is clearly less faithful on the synthesized inputs
     assert choose(cands, floor=0.0, min_snr_db=0.0, min_gain=0.03) is pc and "less faithful: SNR 20.0" in pt.reason
 
+    # a time budget spent before the plan starts: the first int8 and dynamic range are built all the same (in that
+    # order), every other candidate is skipped and says why; the rows keep the KINDS order
+    cands, _ = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=1.01, min_snr_db=30.0,
+                                calibration_samples=48, deadline=0.0, deadline_what="plan.max_seconds (1 s)")
+    assert [c.id for c in cands if c.size_bytes] == ["precision:int8", "precision:dynamic"]
+    skipped = [c for c in cands if not c.size_bytes]
+    assert {c.id for c in skipped} == {"precision:int8-per-tensor", "precision:fp16", "precision:int8-float"}
+    assert all("plan.max_seconds (1 s) spent" in c.reason for c in skipped)
+    assert [c.id for c in cands] == ["precision:int8", "precision:int8-per-tensor", "precision:int8-float",
+                                     "precision:dynamic", "precision:fp16"]
+
     # int8 meeting both floors: no int8-float is built, and the row says which floors were met
     cands, _ = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=0.0, min_snr_db=0.0,
                                 kinds=("int8", "int8-float"), calibration_samples=48)
     assert [c.id for c in cands] == ["precision:int8", "precision:int8-float"]
     assert not cands[1].size_bytes and "already meets both floors" in cands[1].reason
+
+
+def test_synthesis_plan_fits_the_time_and_memory_budgets_deterministically():
+    from edgecnn.datafree.cost import plan_synthesis, step_seconds
+
+    big = dict(gmacs=3.9, activation_mb=141.6)  # ResNet50 at 224
+    p = plan_synthesis(samples=256, steps=100, batch_size=128, max_seconds=60.0, memory_mb=1024.0, **big)
+    assert p.batch_size == 3  # 1024 MB / (2 x 141.6 MB per sample)
+    assert (p.samples, p.steps) == (32, 15) and not p.over_budget  # samples to 64, steps to 30, samples to 32, steps
+    assert p.samples * p.steps * step_seconds(**big) <= 60.0 and "samples 256 -> 32, steps 100 -> 15" in p.cut
+    assert p == plan_synthesis(samples=256, steps=100, batch_size=128, max_seconds=60.0, memory_mb=1024.0, **big)
+    tight = plan_synthesis(samples=256, steps=100, batch_size=128, max_seconds=1.0, memory_mb=1024.0, **big)
+    assert (tight.samples, tight.steps) == (32, 10) and tight.over_budget and "still over" in tight.cut
+    small = plan_synthesis(samples=256, steps=100, batch_size=128, max_seconds=60.0, memory_mb=1024.0, gmacs=0.01,
+                           activation_mb=0.2)  # an MNIST-size CNN: nothing to cut
+    assert (small.samples, small.steps, small.batch_size, small.cut) == (256, 100, 128, "")
+    # between: samples go first, down to 64, before any step is cut
+    mid = plan_synthesis(samples=256, steps=100, batch_size=128, max_seconds=60.0, memory_mb=1024.0, gmacs=0.05,
+                         activation_mb=5.0)
+    assert mid.steps == 100 and 64 <= mid.samples < 256 and mid.cut.startswith(f"samples 256 -> {mid.samples} ")
+
+
+def test_data_free_plan_within_its_time_budgets_says_what_it_cut_and_skipped(tmp_path, tf_keras):
+    from edgecnn.pipeline import compress
+
+    model = _estimate_bn(_bn_cnn(tf_keras), _images(128, (12, 12, 1), 0.0, 1.0))
+    src = tmp_path / "bn_cnn.h5"
+    model.save(src, save_format="h5")
+    recipe = _recipe(tmp_path, **{"datafree.samples": 64, "datafree.steps": 20, "datafree.max_synthesis_seconds": 1e-6,
+                                  "plan.max_seconds": 1e-6})
+    report = compress(str(src), outdir=tmp_path / "out", recipe=recipe, quiet=True).report
+    df = report["datafree"]
+    assert (df["synthesis"]["samples"], df["synthesis"]["steps"]) == (32, 10)
+    assert "samples 64 -> 32, steps 20 -> 10" in df["synthesis"]["budget"]["cut"]
+    assert any("data-free synthesis: samples 64 -> 32" in n for n in report["notes"])
+    built = {c["id"] for c in df["candidates"] if c["size_bytes"]}
+    assert built == {"precision:int8", "precision:dynamic"}
+    assert all("skipped: plan.max_seconds" in c["reason"] for c in df["candidates"] if c["id"] not in built)
+    assert df["chosen"]["id"] in built and Path(report["artifacts"][0]["path"]).is_file()
 
 
 def _cand(cid, *, size, agreement, snr, ms, mode="int8"):

@@ -100,9 +100,9 @@ def test_planner_conflicts_budget_and_back_off():
     # The ratio is chosen with the precision changes measured on it: 0.5 alone would be 0.6x, and its thin
     # first stage runs twice as fast in float (0.3x); on the 0.25 model float is slower, so it is not used.
     p25.latency_ms, p50.latency_ms = 8.0, 6.0
-    f25 = Candidate("float-stage:32x32@prune:0.25", kind="float-stage", layers=["conv1", "conv2"], with_ratio=0.25,
+    f25 = Candidate("float-stage:32x32@prune:0.25", kind="float-stage", layers=["conv1", "conv2"], with_prune="prune:0.25",
                     base_ms=8.0, latency_ms=9.0, reason="slower")
-    f50 = Candidate("float-stage:32x32@prune:0.5", kind="float-stage", layers=["conv1", "conv2"], with_ratio=0.5,
+    f50 = Candidate("float-stage:32x32@prune:0.5", kind="float-stage", layers=["conv1", "conv2"], with_prune="prune:0.5",
                     base_ms=6.0, latency_ms=3.0, helps=True, reason="faster")
     cands += [f25, f50]
     assert choose_ratio([(p25, [f25]), (p50, [f50])], min_gain=0.03) == 0.5
@@ -115,7 +115,7 @@ def test_planner_conflicts_budget_and_back_off():
     # Back-off: the least valuable change goes first, a pruning ratio steps down before it is dropped, and
     # the precision changes follow the ratio (float did not help at 0.25); float is never undone by itself.
     assert back_off(cands) == "undid gap-head"
-    assert back_off(cands) == "pruning ratio 0.5 -> 0.25"
+    assert back_off(cands) == "pruning prune:0.5 -> prune:0.25"
     assert [c.id for c in cands if c.chosen] == ["prune:0.25"]
     assert back_off(cands) == "undid prune:0.25"
     assert back_off(cands) is None
@@ -163,6 +163,12 @@ def test_compress_with_data_fine_tunes_and_recipe_reproduces_the_plan(tmp_path, 
     ran = load_recipe(str(tmp_path / "a" / "recipe.toml"))
     assert ran["plan"]["fixed"] == chosen
     stages = {s["name"]: s for s in first["stages"]}
+    # per-group pruning candidates come from a measured schedule that the report keeps
+    schedule = first["plan"]["group_schedule"]
+    assert {r["group"] for r in schedule["groups"]} <= {"conv1", "conv2", "dense"} and schedule["groups"]
+    groups = [c for c in first["plan"]["candidates"] if c["id"].startswith("prune-groups:")]
+    assert [c["ratios"] for c in groups] == [lv["ratios"] for lv in schedule["levels"]]
+    assert all(c["removed"] is not None and 0 < c["removed"] < 1 for c in groups if c["error"] is None)
     if chosen:
         assert stages["finetune"]["status"] == "done"
         assert first["compressed"]["params"] != first["original"]["params"] or "separable" in " ".join(chosen)

@@ -216,3 +216,55 @@ def test_edgecnn_prune_is_callable_after_the_subpackage_is_imported(tf_keras):
     r = edgecnn.prune(small_cnn(tf_keras), method="channels", sparsity=0.5, round_to=4, progress=False)
     assert [(row["name"], row["channels_after"]) for row in r.layers] == [("stem", 4), ("sep", 8)]
     assert r.as_dict()["params_after"] == r.model.count_params() < r.params_before
+
+
+def _inverted_residuals(tf_keras):
+    """Two MobileNetV2-style inverted residual blocks (expand 1x1 -> depthwise 3x3 -> project 1x1, residual
+    Add) on a 16-channel stream, trained briefly on digits: plain ``model.fit``, default layers."""
+    from edgecnn.data import load_data
+
+    tf_keras.utils.set_random_seed(0)
+    L = tf_keras.layers
+    inp = tf_keras.Input((16, 16, 1))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)))
+    for i in range(2):
+        y = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(96, 1, use_bias=False, name=f"b{i}_expand")(x)))
+        y = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(y)))
+        y = L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False, name=f"b{i}_project")(y))
+        x = L.Add()([x, y])
+    out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    model = tf_keras.Model(inp, out)
+    train = load_data("digits", input_shape=(16, 16, 1), split="train")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(train.x, train.y, epochs=3, batch_size=32, verbose=0)
+    return model, train
+
+
+def test_group_schedule_cuts_the_wide_expansions_cheapest_first(tf_keras):
+    from edgecnn.pruning.schedule import group_schedule
+
+    model, train = _inverted_residuals(tf_keras)
+    x_val, y_val = train.x[-200:], train.y[-200:]
+    s = group_schedule(model, x_val=x_val, y_val=y_val, ratio=0.5, levels=(0.2, 0.35, 0.5, 0.99),
+                       bn_data=train.x[:256])
+    names = [r["group"] for r in s.rows]
+    # the expansions and the residual stream (stem + projections, tied by the Adds) are separate groups
+    assert {"b0_expand", "b1_expand"} <= set(names) and "stem" in names
+    stream = next(r for r in s.rows if r["group"] == "stem")
+    assert stream["channels"] == 16 and stream["channels_after"] == 8
+    expand = next(r for r in s.rows if r["group"] == "b0_expand")
+    assert (expand["channels"], expand["channels_after"]) == (96, 48) and expand["saved_macs"] > 0
+    # cheapest first: accuracy points per share of the MACs saved never decreases down the list
+    cost = [(max(r["drop"], 0.0) + 0.1) / (r["saved_macs"] / s.total_macs) for r in s.rows]
+    assert cost == sorted(cost)
+    # each level adds groups in that order until its share of the MACs is saved; one nobody reaches is left out
+    assert [lv["level"] for lv in s.levels] == sorted(lv["level"] for lv in s.levels) and 0.99 not in \
+        [lv["level"] for lv in s.levels]
+    for lv in s.levels:
+        assert list(lv["ratios"]) == names[:len(lv["ratios"])] and lv["saved_share"] >= lv["level"]
+    # the proposed ratios prune exactly those groups: the model really gets smaller there
+    small = prune_channels(model, ratios=s.levels[0]["ratios"], bn_data=train.x[:256])
+    first = s.levels[0]["ratios"]
+    if "b0_expand" in first:
+        assert small.get_layer("b0_expand").filters == 48
+    assert small.count_params() < model.count_params()

@@ -24,22 +24,29 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
 
 
-def top_ops(artifact: bytes, *, runtime: str, threads: int = 1, runs: int = 30, top: int = 10) -> list[dict]:
+def top_ops(artifact: bytes, *, runtime: str, threads: int = 1, runs: int = 30, top: int = 10,
+            max_cuts: Optional[int] = None, budget_s: Optional[float] = None) -> list[dict]:
     """The ``top`` ops by time: ``[{"name", "type", "ms", "share"}]``, ``ms`` per inference, ``share`` of all ops.
+
+    LiteRT only (its prefix timing costs one interpreter per cut): ``max_cuts`` bounds the prefixes timed; a
+    model with more ops is cut at that many evenly spaced ops, and each entry is then a run of consecutive ops
+    (``"name": "first .. last"``, ``"ops"``: how many, ``"type"``: their types). ``budget_s``: seconds for
+    timing all prefixes together (at least 5 rounds each, at most ``runs``).
 
     Raises:
         EdgecnnError: a runtime without op profiling.
     """
     if runtime not in PROFILERS:
         raise EdgecnnError(f"per-op profiling: Expected runtime {' or '.join(PROFILERS)}. Received: {runtime!r}")
-    ops = PROFILERS[runtime](artifact, threads=threads, runs=runs)
+    extra = {"max_cuts": max_cuts, "budget_s": budget_s} if runtime == "litert" else {}
+    ops = PROFILERS[runtime](artifact, threads=threads, runs=runs, **extra)
     total = sum(o["ms"] for o in ops) or 1.0
     for o in ops:
         o["share"] = o["ms"] / total
@@ -75,7 +82,20 @@ def _ort_ops(artifact: bytes, *, threads: int, runs: int) -> list[dict]:
     return [{"name": n["name"], "type": n["type"], "ms": n["us"] / 1e3 / runs} for n in per_node.values()]
 
 
-def _litert_ops(artifact: bytes, *, threads: int, runs: int) -> list[dict]:
+def cuts(n_ops: int, max_cuts: Optional[int]) -> list[int]:
+    """The op counts after which the model is cut: every op, or ``max_cuts`` evenly spaced ones (the last op
+    always).
+
+    >>> cuts(5, None), cuts(10, 4)
+    ([1, 2, 3, 4, 5], [1, 4, 7, 10])
+    """
+    if max_cuts is None or n_ops <= max_cuts:
+        return list(range(1, n_ops + 1))
+    return sorted({int(round(v)) for v in np.linspace(1, n_ops, max(2, max_cuts))})
+
+
+def _litert_ops(artifact: bytes, *, threads: int, runs: int, max_cuts: Optional[int] = None,
+                budget_s: Optional[float] = None) -> list[dict]:
     from ai_edge_litert.tools import flatbuffer_utils
 
     from edgecnn.benchmarking.core import time_artifacts
@@ -85,21 +105,28 @@ def _litert_ops(artifact: bytes, *, threads: int, runs: int) -> list[dict]:
     ops = list(graph.operators or [])
     names = _op_names(model)
     labels = []
-    prefixes = {}
     for k, op in enumerate(ops, start=1):
         tensor = graph.tensors[op.outputs[0]]
         label = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         labels.append((label.split(";")[0], names[k - 1]))
-        prefixes[str(k)] = _prefix(model, k, flatbuffer_utils)
-    timed = time_artifacts(prefixes, runtime="litert", threads=threads, runs=runs, warmup=3, min_runs=runs)
+    points = cuts(len(ops), max_cuts)
+    prefixes = {str(k): _prefix(model, k, flatbuffer_utils) for k in points}
+    timed = time_artifacts(prefixes, runtime="litert", threads=threads, runs=runs, warmup=3,
+                           min_runs=runs if budget_s is None else min(runs, 5), budget_s=budget_s)
     bad = [r for r in timed.values() if r.status != "ok"]
     if bad:
         raise EdgecnnError(f"per-op profiling: prefix {bad[0].model} {bad[0].status}: {bad[0].reason}")
     medians = {int(k): r.median_ms for k, r in timed.items()}
-    out, previous = [], 0.0
-    for k in range(1, len(ops) + 1):
-        out.append({"name": labels[k - 1][0], "type": labels[k - 1][1], "ms": max(0.0, medians[k] - previous)})
-        previous = max(previous, medians[k])
+    out, previous, start = [], 0.0, 1
+    for k in points:
+        ms = max(0.0, medians[k] - previous)
+        if k == start:
+            out.append({"name": labels[k - 1][0], "type": labels[k - 1][1], "ms": ms})
+        else:
+            types = list(dict.fromkeys(t for _, t in labels[start - 1:k]))
+            out.append({"name": f"{labels[start - 1][0]} .. {labels[k - 1][0]}", "type": "/".join(types),
+                        "ops": k - start + 1, "ms": ms})
+        previous, start = max(previous, medians[k]), k + 1
     return out
 
 

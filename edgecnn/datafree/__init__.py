@@ -4,6 +4,8 @@
   TFLite metadata, the first BatchNorm's statistics, or an assumption the report names);
 - :mod:`~edgecnn.datafree.synthesize`: calibration inputs optimized to reproduce the model's BatchNorm
   statistics and to be classified confidently (ZeroQ, DeepInversion);
+- :mod:`~edgecnn.datafree.cost`: how many inputs and steps fit the synthesis time and memory budgets
+  (deterministic, from the model's MACs and activations);
 - :mod:`~edgecnn.datafree.equalize`: cross-layer equalization, checked numerically;
 - :mod:`~edgecnn.datafree.bias`: bias correction for int8 kernels;
 - :mod:`~edgecnn.datafree.calibrate`: int8 conversion with activation ranges by quantization error;

@@ -44,6 +44,7 @@ Example:
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -124,13 +125,15 @@ def _floors(c: Precision, *, floor: float, min_snr_db: float) -> str:
 def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_range: Sequence[float],
                      kinds: Sequence[str] = KINDS, floor: float = 0.99, min_snr_db: float = 30.0,
                      max_float_ops: int = 4, bias_correction: bool = True, ranges: str = "mse",
-                     calibration_samples: int = 200,
+                     calibration_samples: int = 200, deadline: Optional[float] = None, deadline_what: str = "",
                      progress: Callable[[str, int, int], None] = lambda text, done, total: None,
                      ) -> tuple[list[Precision], dict]:
     """Convert every candidate of ``kinds`` and score it on ``x`` against ``original``'s float outputs.
 
     ``floor`` and ``min_snr_db`` decide whether the int8-float candidates are built (only when no int8 candidate
-    meets both) and when they stop keeping ops in float (see the module docstring).
+    meets both) and when they stop keeping ops in float (see the module docstring). ``deadline``
+    (``time.perf_counter()`` seconds): candidates not started by then are skipped, said so with ``deadline_what``
+    (the budget's name), except the first full-int8 kind and dynamic range, which are built first and always.
 
     Returns:
         (the candidates, details: the bias corrections and activation ranges of the int8 candidates).
@@ -160,10 +163,17 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
         p.agreement, p.snr_db = proxy(p.data, x, reference)
         return p
 
-    # int8-float is built last: whether it is needed, and how large it may grow, depend on the others
-    order = [k for k in kinds if k != "int8-float"] + [k for k in kinds if k == "int8-float"]
+    # the first full int8 and dynamic range first (always built); int8-float last: whether it is needed, and how
+    # large it may grow, depend on the others
+    rest = [k for k in kinds if k != "int8-float"]
+    first = [k for k in rest if k.startswith("int8")][:1] + [k for k in rest if k == "dynamic"]
+    order = first + [k for k in rest if k not in first] + [k for k in kinds if k == "int8-float"]
     for k, kind in enumerate(order):
         progress(f"converting {kind}", k, total)
+        if kind not in first and deadline is not None and time.perf_counter() > deadline:
+            out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0] if kind != "fp16" else "fp16",
+                                 reason=f"skipped: {deadline_what or 'the time budget'} spent before it was built"))
+            continue
         try:
             if kind in ("int8", "int8-per-tensor"):
                 per_channel = kind == "int8"
@@ -181,7 +191,8 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
             elif kind == "int8-float":
                 at = sum(1 for p in out if p.id in ("precision:int8", "precision:int8-per-tensor"))
                 out[at:at] = _int8_float(out, builders, original=original, finish=finish, floor=floor,
-                                         min_snr_db=min_snr_db, max_float_ops=max_float_ops)
+                                         min_snr_db=min_snr_db, max_float_ops=max_float_ops, deadline=deadline,
+                                         deadline_what=deadline_what)
             else:
                 mode = QuantMode.DYNAMIC if kind == "dynamic" else QuantMode.FP16
                 with muted(1, 2):
@@ -192,11 +203,20 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
             out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0], error=str(exc),
                                  reason=f"cannot build: {exc}"))
     progress("converted", total, total)
+    out.sort(key=_rank)
     return out, details
 
 
+def _rank(p: Precision) -> int:
+    """The candidate's place in :data:`KINDS` (int8-float variants together)."""
+    kind = p.id.split(":", 1)[-1]
+    kind = "int8-float" if kind.startswith("int8-float") else kind
+    return KINDS.index(kind) if kind in KINDS else len(KINDS)
+
+
 def _int8_float(out: list[Precision], builders: dict, *, original: Any, finish: Callable, floor: float,
-                min_snr_db: float, max_float_ops: int) -> list[Precision]:
+                min_snr_db: float, max_float_ops: int, deadline: Optional[float] = None,
+                deadline_what: str = "") -> list[Precision]:
     """The int8-float candidates (see the module docstring), or one unbuilt row that says why none was built."""
     from edgecnn.datafree.calibrate import layer_of
 
@@ -223,6 +243,9 @@ def _int8_float(out: list[Precision], builders: dict, *, original: Any, finish: 
         cand: Optional[Precision] = None
         why = f"not built: no op of {base.id} to keep in float"
         while len(denied) < max_float_ops:
+            if deadline is not None and time.perf_counter() > deadline:
+                why = f"not built: {deadline_what or 'the time budget'} spent"
+                break
             ranking = builder.sensitive_ops(per_channel=per_channel, exclude=denied)
             if not ranking:
                 break

@@ -31,6 +31,8 @@ class Candidate:
     layer: Optional[str] = None
     layers: Optional[list] = None  # float-stage: every layer at the input resolution
     ratio: Optional[float] = None
+    ratios: Optional[dict] = None  # prune-groups: {group: ratio} (edgecnn.pruning.schedule)
+    removed: Optional[float] = None  # pruning: share of the model's MACs the candidate removes (measured)
     params: Optional[int] = None
     macs: Optional[int] = None
     base_ms: Optional[float] = None
@@ -42,7 +44,7 @@ class Candidate:
     output_error: Optional[float] = None
     value: float = 0.0
     helps: bool = False  # judged worth it on its own measurement (before conflicts, budget and back-off)
-    with_ratio: Optional[float] = None  # precision candidates: the pruning ratio of the model they were timed on
+    with_prune: Optional[str] = None  # precision candidates: the pruning candidate of the model they were timed on
     chosen: bool = False
     reason: str = ""
     error: Optional[str] = None
@@ -65,7 +67,8 @@ def _rewrite(kind: str, **options: Any) -> Callable[..., Any]:
 def _prune(model: Any, cand: "Candidate", *, importance: str = "l1", round_to: int = 8, bn_data: Any = None) -> Any:
     from edgecnn.pruning import prune_channels
 
-    return prune_channels(model, ratios=float(cand.ratio), importance=importance, round_to=round_to, bn_data=bn_data)
+    ratios = dict(cand.ratios) if cand.ratios else float(cand.ratio)
+    return prune_channels(model, ratios=ratios, importance=importance, round_to=round_to, bn_data=bn_data)
 
 
 def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
@@ -104,6 +107,24 @@ def enumerate_candidates(model: Any, recipe: dict) -> list[Candidate]:
         keep |= {c.id for c in convs[: max(0, limit - len(keep))]}
         out = [c for c in out if c.id in keep]
     return out
+
+
+def group_candidates(model: Any, recipe: dict, *, x_val: Any, y_val: Any, bn_data: Any,
+                     progress: Callable[[str, int, int], None] = lambda text, done, total: None
+                     ) -> tuple[list[Candidate], dict]:
+    """Per-group pruning candidates (``prune.per_group``, needs labelled data): one per MAC level of
+    :func:`edgecnn.pruning.schedule.group_schedule`, id ``prune-groups:LEVEL``; and the schedule for the report."""
+    cfg = recipe["prune"]
+    if not (cfg["enabled"] and cfg["method"] == "channels" and cfg["per_group"]) or x_val is None or y_val is None:
+        return [], {}
+    from edgecnn.pruning.schedule import group_schedule
+
+    s = group_schedule(model, x_val=x_val, y_val=y_val, ratio=float(cfg["group_ratio"]),
+                       levels=[float(v) for v in cfg["group_levels"]], importance=cfg["importance"],
+                       round_to=int(cfg["round_to"]), bn_data=bn_data, progress=progress)
+    out = [Candidate(f"prune-groups:{lv['level']:g}", kind="prune", ratio=float(lv["level"]), ratios=lv["ratios"])
+           for lv in s.levels]
+    return out, {"baseline": s.baseline, "total_macs": s.total_macs, "groups": s.rows, "levels": s.levels}
 
 
 def precision_candidates(model: Any, recipe: dict) -> list[Candidate]:

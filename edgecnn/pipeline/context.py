@@ -113,9 +113,13 @@ class Context:
     @property
     def candidates(self) -> list:
         """The plan's candidates (:class:`edgecnn.pipeline.planner.Candidate`), read from the state."""
+        from dataclasses import fields
+
         from edgecnn.pipeline.candidates import Candidate
 
-        return [Candidate(**c) for c in self.state.get("plan", {}).get("candidates", [])]
+        known = {f.name for f in fields(Candidate)}  # a checkpoint from an older layout may carry other keys
+        return [Candidate(**{k: v for k, v in c.items() if k in known})
+                for c in self.state.get("plan", {}).get("candidates", [])]
 
     @candidates.setter
     def candidates(self, cands: list) -> None:

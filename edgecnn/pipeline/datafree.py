@@ -13,6 +13,7 @@ synthesized inputs, and every report says that its agreement was not measured on
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -54,17 +55,35 @@ def synthesized(ctx: Context, *, progress: Callable[[str, int, int], None] = lam
     from edgecnn.files import write_atomic
 
     rng = infer_input_range(ctx.original, override=cfg["input_range"] or None, source=ctx.source)
-    s = synthesize(ctx.original, samples=int(cfg["samples"]), steps=int(cfg["steps"]), input_range=rng.as_tuple(),
-                   seed=ctx.seed, progress=progress)
+    budget = synthesis_plan(ctx)
+    s = synthesize(ctx.original, samples=budget.samples, steps=budget.steps, batch_size=budget.batch_size,
+                   input_range=rng.as_tuple(), seed=ctx.seed, progress=progress)
     d.mkdir(parents=True, exist_ok=True)
     import io
 
     buf = io.BytesIO()
     np.save(buf, s.x)
     write_atomic(x_path, buf.getvalue())
-    write_atomic(meta_path, json.dumps({"key": ctx.key, "input_range": rng.describe(), "synthesis": s.describe()}))
-    ctx.state.setdefault("datafree", {})["synthesis"] = s.describe()
+    described = {**s.describe(), "budget": budget.describe()}
+    write_atomic(meta_path, json.dumps({"key": ctx.key, "input_range": rng.describe(), "synthesis": described}))
+    ctx.state.setdefault("datafree", {})["synthesis"] = described
+    if budget.cut:
+        ctx.note(f"data-free synthesis: {budget.cut} (datafree.max_synthesis_seconds; "
+                 f"datafree.synthesis_memory_mb sets the batch: {budget.batch_size})")
     return rng, s.x
+
+
+def synthesis_plan(ctx: Context) -> Any:
+    """How many inputs to synthesize, how many steps, in what batches: the recipe's ``samples`` and ``steps``
+    cut to fit ``datafree.max_synthesis_seconds`` (estimated, deterministic: :mod:`edgecnn.datafree.cost`) and
+    batches that fit ``datafree.synthesis_memory_mb``."""
+    from edgecnn.analysis import analyze
+    from edgecnn.datafree.cost import activation_mb, plan_synthesis
+
+    cfg = ctx.recipe["datafree"]
+    return plan_synthesis(samples=int(cfg["samples"]), steps=int(cfg["steps"]), batch_size=128,
+                          gmacs=analyze(ctx.original).total_macs / 1e9, activation_mb=activation_mb(ctx.original),
+                          max_seconds=float(cfg["max_synthesis_seconds"]), memory_mb=float(cfg["synthesis_memory_mb"]))
 
 
 def _equalized(ctx: Context, x: np.ndarray) -> tuple[Any, dict]:
@@ -84,31 +103,48 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     from edgecnn.runtimes.profiles import profile_threads
 
     recipe, cfg = ctx.recipe, ctx.recipe["datafree"]
+    started = time.perf_counter()
     structural = planner.enumerate_candidates(ctx.original, recipe)
     for c in structural:
         c.reason = ("not measured without --data: a weight-initialized change loses accuracy that only fine-tuning "
                     "recovers (plan.apply_without_data = true measures and applies it anyway)")
+    phases: list[dict] = []
     rng, x = synthesized(ctx, progress=progress)
+    _phase(phases, "synthesis", started)
     state = ctx.state.setdefault("datafree", {})
     state["input_range"] = rng.describe()
     if "synthesis" not in state:
         meta = json.loads((_dir(ctx) / "synthesized.json").read_text())
         state["synthesis"] = meta["synthesis"]
     model, eq = _equalized(ctx, x)
+    _phase(phases, "equalization", started)
     state["equalization"] = eq
     fixed = [planner.base_id(f) for f in recipe["plan"]["fixed"] if f.startswith("precision:")]
     kinds = [k for k in cfg["candidates"] if not fixed or f"precision:{k}" in fixed]
     floor, min_snr = float(cfg["min_agreement"]), float(cfg["min_snr_db"])
+    stop = planner.deadline(recipe, started)
+    if not fixed:  # the plain conversion first (timing needs it): what is left of plan.max_seconds is known
+        from edgecnn.pipeline.artifacts import base_artifact
+
+        base_artifact(ctx)
+        _phase(phases, "plain conversion", started)
+        if stop is not None:
+            stop -= float(recipe["plan"]["seconds"])  # and the timing's own budget
     cands, details = build_candidates(ctx.original, equalized=model, x=x, input_range=rng.as_tuple(), kinds=kinds,
                                       floor=floor, min_snr_db=min_snr, max_float_ops=int(cfg["max_float_ops"]),
                                       bias_correction=bool(cfg["bias_correction"]),
                                       calibration_samples=int(recipe["quantize"]["calibration_samples"]),
+                                      deadline=stop,
+                                      deadline_what=f"plan.max_seconds ({float(recipe['plan']['max_seconds']):g} s)",
                                       progress=progress)
+    _phase(phases, "candidates", started)
     state["details"] = details
     summary: dict = {"base_ms": None}
     if not fixed:
         with profile_threads(recipe["runtime_profile"]) as threads:
             summary = _time(ctx, cands, threads=threads)
+        _phase(phases, "timing", started)
+    state["phases"] = phases
     best = choose(cands, floor=floor, min_snr_db=min_snr, min_gain=float(recipe["plan"]["min_gain"]),
                   max_bytes=summary.get("plain_bytes"), max_bytes_what=f"the plain {ctx.target.quantize} conversion",
                   prefer_mode=ctx.target.quantize)
@@ -135,6 +171,14 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     rec.details = {"input_range": rng.describe(), "synthesized": int(len(x)), "equalized_pairs": len(eq.get("pairs", [])),
                    "candidates": {c.id: {"agreement": c.agreement, "snr_db": c.snr_db, "size_bytes": c.size_bytes,
                                          "latency_ms": c.latency_ms} for c in cands}, **summary}
+
+
+def _phase(phases: list, name: str, started: float) -> None:
+    """Record when a plan phase ended (seconds since the plan started) and the process's peak RSS so far."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    phases.append({"phase": name, "at_s": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak)})
 
 
 def _time(ctx: Context, cands: list, *, threads: int) -> dict:

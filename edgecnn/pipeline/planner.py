@@ -19,13 +19,14 @@ Example:
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.pipeline.candidates import (FLOAT_KINDS, SIZE_GAIN, Candidate, apply, apply_all, base_id,
-                                         enumerate_candidates, float_layers, precision_candidates)
+                                         enumerate_candidates, float_layers, group_candidates, precision_candidates)
 
 
 def judge(cand: Candidate, *, base_params: int, min_gain: float, runtime: str) -> None:
@@ -71,7 +72,7 @@ def resolve_conflicts(cands: list[Candidate]) -> None:
 
 
 def measured_on(precision: list[Candidate], prune: Optional[Candidate]) -> list[Candidate]:
-    """Tag precision candidates with the pruning candidate of the model they were timed on: ``with_ratio``
+    """Tag precision candidates with the pruning candidate of the model they were timed on: ``with_prune``
     and the id suffix ``@prune:R`` that reports and ``plan.fixed`` carry (see ``base_id``).
 
     Example:
@@ -80,7 +81,7 @@ def measured_on(precision: list[Candidate], prune: Optional[Candidate]) -> list[
         ['float:conv1@prune:0.5']
     """
     for c in precision:
-        c.with_ratio = prune.ratio if prune is not None else None
+        c.with_prune = prune.id if prune is not None else None
         c.id += f"@{prune.id}" if prune is not None else ""
     return precision
 
@@ -116,8 +117,7 @@ def choose_ratio(options: list[tuple[Optional[Candidate], list[Candidate]]], *, 
     """
     if not options:
         return None
-    scored = [(estimate(prune, precision), prune.ratio if prune is not None else 0.0, prune, precision)
-              for prune, precision in options]
+    scored = [(estimate(prune, precision), aggressiveness(prune), prune, precision) for prune, precision in options]
     fastest = min(s[0] for s in scored)
     best = min((s for s in scored if s[0] <= fastest * (1.0 + min_gain)), key=lambda s: s[1])
     for factor, _, prune, precision in scored:
@@ -127,16 +127,28 @@ def choose_ratio(options: list[tuple[Optional[Candidate], list[Candidate]]], *, 
         text = (f"estimated {factor:.2f}x the original's latency"
                 + (f" with {', '.join(with_float)}" if with_float else ""))
         prune.chosen = prune is best[2]
-        prune.reason += f"; {text}" if prune.chosen else f"; {text}, not chosen: prune:{best[1]:g} {best[0]:.2f}x"
-    ratio = best[2].ratio if best[2] is not None else None
-    select_precision([c for _, _, _, precision in scored for c in precision], ratio)
-    return ratio
+        winner = best[2].id if best[2] is not None else "no pruning"
+        prune.reason += f"; {text}" if prune.chosen else f"; {text}, not chosen: {winner} {best[0]:.2f}x"
+    select_precision([c for _, _, _, precision in scored for c in precision], best[2].id if best[2] else None)
+    return best[2].ratio if best[2] is not None else None
 
 
-def select_precision(cands: list[Candidate], ratio: Optional[float]) -> None:
-    """Choose the precision changes that helped on the model pruned at ``ratio`` (a float-stage includes the
-    first-conv float choice it covers); the others are marked not chosen."""
-    mine = [c for c in cands if c.kind in FLOAT_KINDS and c.with_ratio == ratio]
+def aggressiveness(prune: Optional[Candidate]) -> float:
+    """How much a pruning candidate removes, for ordering: its measured share of the MACs removed, else its
+    ratio (0 for no pruning).
+
+    >>> aggressiveness(None), aggressiveness(Candidate("prune:0.5", kind="prune", ratio=0.5, removed=0.7))
+    (0.0, 0.7)
+    """
+    if prune is None:
+        return 0.0
+    return float(prune.removed) if prune.removed is not None else float(prune.ratio or 0.0)
+
+
+def select_precision(cands: list[Candidate], prune_id: Optional[str]) -> None:
+    """Choose the precision changes that helped on the model pruned by candidate ``prune_id`` (None: not
+    pruned; a float-stage includes the first-conv float choice it covers); the others are marked not chosen."""
+    mine = [c for c in cands if c.kind in FLOAT_KINDS and c.with_prune == prune_id]
     stage = [c for c in mine if c.kind == "float-stage" and c.helps]
     for c in cands:
         if c.kind not in FLOAT_KINDS:
@@ -177,8 +189,8 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
     prune = [c for c in chosen if c.kind == "prune"]
     if prune:
         current = prune[0]
-        smaller = sorted((c for c in cands if c.kind == "prune" and c.ratio < current.ratio and c.error is None
-                          and (c.gain_ms or 0) > 0), key=lambda c: -c.ratio)
+        smaller = sorted((c for c in cands if c.kind == "prune" and aggressiveness(c) < aggressiveness(current)
+                          and c.error is None and (c.gain_ms or 0) > 0), key=lambda c: -aggressiveness(c))
         victim_value = min(chosen, key=lambda c: c.value)
         if victim_value is current or not [c for c in chosen if c.kind != "prune"]:
             current.chosen = False
@@ -186,9 +198,9 @@ def back_off(cands: list[Candidate]) -> Optional[str]:
             if smaller:
                 smaller[0].chosen = True
                 smaller[0].reason += "; chosen by back-off instead of " + current.id
-                if any(c.kind in FLOAT_KINDS and c.with_ratio == smaller[0].ratio for c in cands):  # its own precision changes, when they were measured
-                    select_precision(cands, smaller[0].ratio)
-                return f"pruning ratio {current.ratio:g} -> {smaller[0].ratio:g}"
+                if any(c.kind in FLOAT_KINDS and c.with_prune == smaller[0].id for c in cands):  # its own precision changes, when they were measured
+                    select_precision(cands, smaller[0].id)
+                return f"pruning {current.id} -> {smaller[0].id}"
             return f"undid {current.id}"
     victim = min(chosen, key=lambda c: c.value)
     victim.chosen = False
@@ -214,6 +226,17 @@ def undo_all(cands: list[Candidate]) -> Optional[str]:
             + ", ".join(c.id for c in chosen) + ")")
 
 
+def deadline(recipe: dict, started: float) -> Optional[float]:
+    """The ``time.perf_counter()`` time by which a plan started at ``started`` stops building candidates
+    (``plan.max_seconds``; None: no limit).
+
+    >>> deadline({"plan": {"max_seconds": 0}}, 10.0), deadline({"plan": {"max_seconds": 240}}, 10.0)
+    (None, 250.0)
+    """
+    limit = float(recipe["plan"].get("max_seconds", 0) or 0)
+    return started + limit if limit > 0 else None
+
+
 def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
             calibration: Optional[np.ndarray], x_val: Optional[np.ndarray], y_val: Optional[np.ndarray],
             progress: Callable[[str, int, int], None] = lambda text, done, total: None,
@@ -231,7 +254,9 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     from edgecnn.exporting.convert import convert
     from edgecnn.runtimes.keras import keras_outputs
 
-    base_params = analyze(model).total_params
+    started = time.perf_counter()
+    base_stats = analyze(model)
+    base_params, base_macs = base_stats.total_params, base_stats.total_macs
     ref = keras_outputs(model, x_val)[0] if x_val is not None else None
     base_acc = float(np.mean(np.argmax(ref, -1) == y_val)) if (ref is not None and y_val is not None) else None
     from edgecnn._tf import muted
@@ -241,8 +266,12 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
         tuple(int(d) for d in model.inputs[0].shape[1:]), samples=64)
     artifacts = {"base": base_artifact if base_artifact is not None else
                  convert(model, runtime=runtime, quantize=quantize, calibration=cal)}
+    stop = deadline(recipe, started)
     for k, cand in enumerate(cands):
         progress(f"measuring {cand.id}", k, len(cands))
+        if stop is not None and time.perf_counter() > stop:
+            cand.reason = f"skipped: plan.max_seconds ({float(recipe['plan']['max_seconds']):g} s) spent before it was built"
+            continue
         try:
             variant = apply(model, cand, recipe, bn_data=calibration if ref is not None else None)
             if cand.kind in FLOAT_KINDS:
@@ -257,6 +286,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
             continue
         stats = analyze(variant)
         cand.params, cand.macs = stats.total_params, stats.total_macs
+        if cand.kind == "prune" and base_macs:
+            cand.removed = round(1.0 - stats.total_macs / base_macs, 4)
         if ref is not None:  # sensitivity with BN statistics re-estimated (apply did it, on training inputs)
             out = keras_outputs(variant, x_val)[0]
             cand.output_error = float(np.linalg.norm(out - ref) / (np.linalg.norm(ref) + 1e-12))
@@ -283,6 +314,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params, "warnings": warnings}
 
 
-__all__ = ["Candidate", "apply", "apply_all", "back_off", "undo_all", "base_id", "choose_ratio", "enumerate_candidates", "estimate",
+__all__ = ["Candidate", "aggressiveness", "apply", "apply_all", "back_off", "undo_all", "base_id", "choose_ratio",
+           "deadline",
+           "enumerate_candidates", "estimate",
            "float_layers", "judge", "measure", "measured_on", "precision_candidates", "resolve_conflicts", "select_precision",
            "within_budget"]

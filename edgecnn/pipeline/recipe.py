@@ -14,7 +14,7 @@ Example:
     >>> load_recipe("mobile", overrides={"prune.ratio": 0.5})
     Traceback (most recent call last):
     ...
-    edgecnn.errors.EdgecnnError: unknown recipe option 'prune.ratio': Expected one of prune.enabled, prune.method, prune.ratios, prune.importance, prune.round_to. Received: 'prune.ratio'
+    edgecnn.errors.EdgecnnError: unknown recipe option 'prune.ratio': Expected one of prune.enabled, prune.method, prune.ratios, prune.importance, prune.round_to, prune.per_group, prune.group_ratio, prune.group_levels. Received: 'prune.ratio'
 """
 from __future__ import annotations
 
@@ -173,14 +173,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
 NUMBERS: dict[str, str] = {
     "max_accuracy_drop": "points", "latency_budget_ms": "non_negative", "seed": "seed",
     "rewrite.dense_energy": "energy", "rewrite.min_dense_params": "non_negative_int",
-    "prune.ratios": "ratio", "prune.round_to": "count",
+    "prune.ratios": "ratio", "prune.round_to": "count", "prune.group_ratio": "ratio", "prune.group_levels": "ratio",
     "finetune.epochs": "epochs", "finetune.batch_size": "count", "finetune.learning_rate": "positive",
     "finetune.temperature": "positive", "finetune.alpha": "fraction", "finetune.patience": "non_negative_int",
     "quantize.calibration_samples": "count",
     "bench.threads": "count", "bench.runs": "count", "bench.seconds": "positive",
     "plan.latency_runs": "count", "plan.seconds": "positive", "plan.min_gain": "non_negative",
-    "plan.max_backoff": "non_negative_int", "plan.max_candidates": "count",
-    "datafree.min_agreement": "fraction", "datafree.min_snr_db": "non_negative",
+    "plan.max_backoff": "non_negative_int", "plan.max_candidates": "count", "plan.max_seconds": "non_negative",
+    "datafree.min_agreement": "fraction", "datafree.min_snr_db": "non_negative", "datafree.samples": "count",
+    "datafree.steps": "non_negative_int", "datafree.max_synthesis_seconds": "non_negative",
+    "datafree.synthesis_memory_mb": "positive",
 }
 # The command-line flag that sets an option, named in its error.
 FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "latency_budget_ms": "--latency-budget-ms", "seed": "--seed",

@@ -51,6 +51,18 @@ def _validation_split(ctx: Context) -> tuple[Optional[np.ndarray], Optional[np.n
     return ctx.train.x[idx], (ctx.train.y[idx] if ctx.train.y is not None else None)
 
 
+def _group_candidates(ctx: Context) -> list:
+    """The per-group pruning candidates (``prune.per_group``; with labelled data only), the schedule that
+    chose them kept for the report (``plan.group_schedule``)."""
+    x_val, y_val = _validation_split(ctx)
+    bn = _bn_data(ctx)
+    cands, schedule = planner.group_candidates(ctx.original, ctx.recipe, x_val=x_val, y_val=y_val,
+                                               bn_data=None if bn is None else bn[:256], progress=ctx.progress)
+    if schedule:
+        ctx.state["group_schedule"] = schedule
+    return cands
+
+
 def _bn_data(ctx: Context) -> Optional[np.ndarray]:
     """Training inputs to re-estimate BatchNorm statistics on after a structural change (None without data)."""
     return None if ctx.train is None else ctx.train.x
@@ -95,8 +107,10 @@ def plan(ctx: Context, rec: StageRecord) -> None:
         return datafree.plan(ctx, rec, progress=ctx.progress)
     cands = planner.enumerate_candidates(ctx.original, recipe)
     fixed = list(recipe["plan"]["fixed"])
+    wanted = {planner.base_id(f) for f in fixed}
+    if not fixed or any(w.startswith("prune-groups:") for w in wanted):
+        cands += _group_candidates(ctx)
     if fixed:  # ids as a report writes them; a precision id's "@prune:R" only says what it was measured on
-        wanted = {planner.base_id(f) for f in fixed}
         structural = [c for c in cands if c.id in wanted]
         ratio = next((c for c in structural if c.kind == "prune"), None)
         model = planner.apply_all(ctx.original, structural, recipe, bn_data=_bn_data(ctx))[0]
@@ -152,6 +166,8 @@ def plan(ctx: Context, rec: StageRecord) -> None:
         summary["estimates"] = {(p.id if p else "none"): planner.estimate(p, fl) for p, fl in options}
     for w in summary["warnings"]:
         ctx.note(f"plan: {w}")
+    if ctx.state.get("group_schedule"):
+        summary["group_schedule"] = ctx.state["group_schedule"]
     ctx.state["plan"] = {"candidates": [c.as_dict() for c in cands], "measured": True, **summary}
     rec.changes = [f"chose {c.id}" for c in cands if c.chosen]
     rec.details = {"candidates": len(cands), "chosen": sum(c.chosen for c in cands), **summary}
@@ -322,13 +338,19 @@ def validate(ctx: Context, rec: StageRecord) -> None:
                              f"the original's {100 * original:.2f}% (budget {limit})")
 
 
+PROFILE_CUTS, PROFILE_SECONDS = 24, 5.0
+
+
 def _top_ops(data: bytes, *, runtime: str, threads: int) -> Optional[list[dict]]:
-    """The runtime's per-op profile of an artifact (top 10 ops by time), or None if profiling fails."""
+    """The runtime's per-op profile of an artifact (top 10 ops by time), or None if profiling fails; bounded
+    (:data:`PROFILE_CUTS` prefixes, :data:`PROFILE_SECONDS` of timing) so that deep models do not cost minutes:
+    beyond that many ops, entries are runs of consecutive ops."""
     from edgecnn.benchmarking.perlayer import top_ops
     from edgecnn.errors import EdgecnnError
 
     try:
-        return top_ops(data, runtime=runtime, threads=threads, runs=20, top=10)
+        return top_ops(data, runtime=runtime, threads=threads, runs=20, top=10, max_cuts=PROFILE_CUTS,
+                       budget_s=PROFILE_SECONDS)
     except (EdgecnnError, RuntimeError, ValueError):
         return None
 
