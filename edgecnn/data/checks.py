@@ -9,7 +9,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -23,6 +23,44 @@ def top1_accuracy(outputs: Any, labels: Any) -> float:
         raise ShapeMismatchError(f"accuracy: Expected outputs (N, classes) and N labels with N >= 1. "
                                  f"Received: outputs {outputs.shape}, labels {labels.shape}")
     return float(np.mean(np.argmax(outputs, axis=-1) == labels))
+
+
+def output_step(outputs: Any) -> float:
+    """The smallest difference an artifact's outputs can express: its quantization step when they lie on a
+    grid (an int8 softmax: 1/256), about 0 for float outputs, inf for one constant value.
+
+    >>> output_step(np.array([[0.25, 0.5], [0.75, 0.25]])), output_step(np.array([[0.1, 0.1]])) == float("inf")
+    (0.25, True)
+    """
+    v = np.unique(np.asarray(outputs, dtype=np.float64).ravel())
+    if v.size < 2:
+        return float("inf")
+    gaps = np.diff(v)
+    return float(gaps.min())
+
+
+def top1_agreement(reference: Any, got: Any, *, min_share: float = 0.1,
+                   min_count: int = 8) -> tuple[Optional[float], int]:
+    """(top-1 agreement of ``got`` with ``reference`` on the inputs where the reference's top-1 margin exceeds
+    ``got``'s output step, how many inputs that is). An int8 output cannot order two classes closer than its
+    quantization step, so those inputs are ties it was never able to break, not disagreements; with float
+    outputs (step about 0) every input counts. Fewer than ``min_count`` or ``min_share`` of the inputs counted
+    (an untrained model whose classes all score alike): agreement None, not measurable.
+
+    >>> ref = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    >>> top1_agreement(ref, ref[:, ::-1], min_count=1)  # every margin is decisive: all four disagree
+    (0.0, 4)
+    >>> flat = np.full((20, 3), 1 / 3) + np.linspace(0, 1e-3, 3)   # margins 5e-4, below an int8 step of 1/256
+    >>> top1_agreement(flat, np.round(flat * 256) / 256)
+    (None, 0)
+    """
+    r, g = np.asarray(reference, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    top2 = np.sort(r, axis=1)[:, -2:]
+    decisive = (top2[:, 1] - top2[:, 0]) > output_step(g)
+    n = int(decisive.sum())
+    if n < max(min_count, min_share * len(r)):
+        return None, n
+    return float(np.mean(np.argmax(r[decisive], 1) == np.argmax(g[decisive], 1))), n
 
 
 def check_labels(y: np.ndarray, n: int, *, where: str) -> np.ndarray:

@@ -142,7 +142,7 @@ def _expected_inputs(model: Any, layer: Any) -> Optional[np.ndarray]:
     return None
 
 
-def correct_bias(model: Any, *, x: np.ndarray, per_channel: bool = True, batch: int = 64,
+def correct_bias(model: Any, *, x: np.ndarray, per_channel: bool = True, batch: Optional[int] = None,
                  expected: str = "data") -> tuple[Any, list[dict]]:
     """A copy of ``model`` whose biases compensate the mean shift of int8 kernels (see the module docstring).
 
@@ -173,6 +173,10 @@ def correct_bias(model: Any, *, x: np.ndarray, per_channel: bool = True, batch: 
     if not todo:
         return new, []
     probe = tf_keras.Model(new.inputs, [layer.input for layer, _ in todo])
+    if batch is None:  # every weighted layer's input of a batch is held at once: bounded memory at 224 px
+        from edgecnn.datafree.cost import probe_batch
+
+        batch = probe_batch(new)
     sums = [None] * len(todo)
     counts = [0] * len(todo)
     quantized = []

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SynthesisPlan", "activation_mb", "plan_synthesis", "step_seconds"]
+__all__ = ["SynthesisPlan", "activation_mb", "plan_synthesis", "probe_batch", "step_seconds"]
 
 MS_PER_GMAC = 16.7
 MS_PER_ACTIVATION_MB = 0.42
@@ -48,6 +48,19 @@ def activation_mb(model: Any) -> float:
             dims = [int(d) for d in o.shape[1:] if d is not None]
             total += int(np.prod(dims)) if dims else 1
     return 4.0 * total / 2**20
+
+
+def probe_batch(model: Any, *, memory_mb: float = 512.0, most: int = 64) -> int:
+    """Inputs per batch when every layer's output of a batch is held at once (the equalization's and bias
+    correction's probes): as many as fit ``memory_mb``, between 1 and ``most``.
+
+    >>> import tf_keras
+    >>> inp = tf_keras.Input((224, 224, 3))
+    >>> probe_batch(tf_keras.Model(inp, tf_keras.layers.Conv2D(64, 3, padding="same")(inp)))  # 12.8 MB a sample, input included
+    19
+    """
+    per_sample = 2.0 * activation_mb(model)  # float32 values and their transient copies
+    return int(max(1, min(most, memory_mb // max(per_sample, 1e-6))))
 
 
 def step_seconds(*, gmacs: float, activation_mb: float) -> float:

@@ -332,16 +332,19 @@ def _channel_stats(model: Any, pairs: list[Pair], x: np.ndarray) -> dict[tuple[s
         return {}
     probe = tf_keras.Model(model.inputs, [model.get_layer(n).output if what == "out" else model.get_layer(n).input
                                           for n, what in keys])
+    from edgecnn.datafree.cost import probe_batch
+
     stats: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
-    for start in range(0, len(x), 64):
-        outs = probe(x[start:start + 64], training=False)
+    batch = probe_batch(model)  # every probed tensor of a batch is held at once: bounded memory at 224 px
+    for start in range(0, len(x), batch):
+        outs = probe(x[start:start + batch], training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for (n, what), o in zip(keys, outs):
             if what == "depthwise":
                 layer = model.get_layer(n)
                 o = tf.nn.depthwise_conv2d(o, layer.depthwise_kernel, strides=(1, *layer.strides, 1),
                                            padding=layer.padding.upper(), dilations=layer.dilation_rate)
-            o = np.asarray(o, dtype=np.float64).reshape(-1, o.shape[-1])
+            o = np.asarray(o, dtype=np.float32).reshape(-1, o.shape[-1])  # maxima: exact in float32
             a, m = np.abs(o).max(axis=0), o.max(axis=0)
             old = stats.get((n, what))
             stats[(n, what)] = (a, m) if old is None else (np.maximum(old[0], a), np.maximum(old[1], m))

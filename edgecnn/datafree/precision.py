@@ -84,14 +84,17 @@ class Precision:
 
 
 def proxy(data: bytes, x: np.ndarray, reference: np.ndarray) -> tuple[Optional[float], float]:
-    """(top-1 agreement, SNR dB) of a .tflite against the float outputs ``reference`` on ``x`` (LiteRT)."""
+    """(top-1 agreement, SNR dB) of a .tflite against the float outputs ``reference`` on ``x`` (LiteRT).
+
+    Agreement counts the inputs whose top-1 margin the artifact's output step can resolve
+    (:func:`edgecnn.data.checks.top1_agreement`): an untrained model scores every class alike, its int8 output
+    rounds them to one level, and its "disagreement" would be ties; then agreement is None and SNR judges."""
+    from edgecnn.data.checks import top1_agreement
     from edgecnn.exporting.validate import snr_db
     from edgecnn.runtimes.litert import LiteRTSession
 
     got = LiteRTSession(data).run(x)[0]
-    from edgecnn.data.checks import top1_accuracy
-
-    agreement = top1_accuracy(got, np.argmax(reference, -1)) if reference.ndim == 2 and reference.shape[1] > 1 else None
+    agreement = top1_agreement(reference, got)[0] if reference.ndim == 2 and reference.shape[1] > 1 else None
     return agreement, float(snr_db(reference, got))
 
 

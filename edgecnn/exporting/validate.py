@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecnn.data.checks import top1_agreement
 from edgecnn.errors import EdgecnnError
 
 FLOAT_RTOL = 1e-4
@@ -94,6 +95,7 @@ class Validation:
     max_rel_diff: Optional[float] = 0.0
     snr_db: Optional[float] = None
     top1_agreement: Optional[float] = None
+    agreement_inputs: Optional[int] = None  # inputs whose reference margin the artifact's output step can resolve
     accuracy: Optional[float] = None
     reference_accuracy: Optional[float] = None
     thresholds: Optional[dict] = None
@@ -166,13 +168,15 @@ def compare(reference: list[np.ndarray], got: list[np.ndarray], *, labels: Optio
     for i, (r, g, snr) in enumerate(zip(reference, got, snrs)):
         ref_top, got_top = _top1(r), _top1(g)
         if ref_top is not None:
-            agreement = float(np.mean(ref_top == got_top))
+            # inputs whose top-1 margin is below the artifact's output step (an int8 output's 1/256) are ties it
+            # cannot break; when almost every input is one (an untrained model), agreement is not measurable
+            agreement, counted = top1_agreement(r, g, min_count=1)
             if i == 0:
-                v.top1_agreement = agreement
+                v.top1_agreement, v.agreement_inputs = agreement, counted
                 if labels is not None:
                     v.accuracy = float(np.mean(got_top == labels))
                     v.reference_accuracy = float(np.mean(ref_top == labels))
-            if tolerance.min_agreement is not None and agreement < tolerance.min_agreement:
+            if agreement is not None and tolerance.min_agreement is not None and agreement < tolerance.min_agreement:
                 problems.append(f"output {i}: top-1 agreement {agreement:.3f} < {tolerance.min_agreement:g} {floor}")
         if tolerance.min_snr_db is not None and snr < tolerance.min_snr_db:
             problems.append(f"output {i}: SNR {snr:.1f} dB < {tolerance.min_snr_db:g} dB {floor}")

@@ -110,8 +110,14 @@ def tf_threads() -> int:
     return n or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (n or os.cpu_count() or 1)
 
 
-def keras_outputs(model: Any, x: np.ndarray, *, batch: int = 64) -> list[np.ndarray]:
-    """The Keras model's outputs on ``x`` as a list of float arrays."""
+def keras_outputs(model: Any, x: np.ndarray, *, batch: int | None = None) -> list[np.ndarray]:
+    """The Keras model's outputs on ``x`` as a list of float arrays, ``batch`` inputs at a time (default: up to
+    64, fewer when the model's largest activation would hold over 512 MB in a batch, e.g. ResNet50 at 224 px)."""
+    if batch is None:
+        from edgecnn.graph import largest_tensor
+
+        per_sample = 4 * 8 * largest_tensor(model)[1]  # bytes: a few tensors of the largest size alive at once
+        batch = int(max(1, min(64, (512 * 2**20) // max(per_sample, 1))))
     parts: list[list[np.ndarray]] = []
     for start in range(0, len(x), batch):
         out = model(x[start:start + batch], training=False)
