@@ -254,6 +254,30 @@ def test_precision_candidates_and_choice(tf_keras):
     assert not cands[1].size_bytes and "already meets both floors" in cands[1].reason
 
 
+def test_agreement_counts_only_margins_the_output_step_can_resolve():
+    """An untrained classifier scores every class alike (margins ~1e-4): its int8 output rounds them to one or two
+    levels of 1/256 and argmax ties fall to class 0. Those are ties, not disagreements: agreement is not
+    measurable and the SNR floor judges. A decisive reference still catches a broken artifact."""
+    from edgecnn.data.checks import top1_agreement
+    from edgecnn.exporting.validate import TOLERANCES, compare
+
+    rng = np.random.default_rng(0)
+    logits = 1e-3 * rng.standard_normal((64, 10))
+    flat = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    int8 = np.round(flat * 256) / 256
+    assert np.mean(np.argmax(int8, 1) == np.argmax(flat, 1)) < 0.5  # plain argmax agreement: mostly ties lost
+    assert top1_agreement(flat, int8) == (None, 0)
+    v = compare([flat], [int8], tolerance=TOLERANCES["int8"])
+    assert v.passed and v.top1_agreement is None and v.agreement_inputs == 0 and v.snr_db > 5
+    # a trained-like reference: every margin is decisive, and an artifact with the classes permuted fails
+    sharp = np.eye(10)[rng.integers(0, 10, 64)] * 0.9 + 0.01
+    assert top1_agreement(sharp, np.round(sharp * 256) / 256) == (1.0, 64)
+    bad = compare([sharp], [np.round(np.roll(sharp, 1, axis=1) * 256) / 256], tolerance=TOLERANCES["int8"])
+    assert not bad.passed and bad.top1_agreement == 0.0 and "top-1 agreement 0.000 < 0.9" in bad.problems[0]
+    # float outputs (no grid) count every input with a nonzero margin
+    assert top1_agreement(flat, flat + 1e-9)[1] == 64
+
+
 def test_synthesis_plan_fits_the_time_and_memory_budgets_deterministically():
     from edgecnn.datafree.cost import plan_synthesis, step_seconds
 
