@@ -32,7 +32,7 @@ from edgecnn.errors import EdgecnnError, first_line
 __all__ = ["Int8Builder", "mse_range"]
 
 ALPHAS = np.linspace(0.2, 1.0, 33)
-VALUES_PER_TENSOR = 4096  # values kept per tensor and input for the error search
+VALUES_PER_TENSOR = 65536  # values kept per tensor (over all inputs) for the error search: bounded memory
 
 
 def mse_range(values: np.ndarray, lo: float, hi: float) -> tuple[float, float, float]:
@@ -131,6 +131,7 @@ class Int8Builder:
         index = interp.get_input_details()[0]["index"]
         details = [d for d in interp.get_tensor_details() if np.dtype(d["dtype"]) == np.float32]
         out: dict[str, list[np.ndarray]] = {}
+        per_sample = max(256, VALUES_PER_TENSOR // max(1, len(x)))
         for sample in x:
             interp.set_tensor(index, sample[None])
             interp.invoke()
@@ -139,8 +140,8 @@ class Int8Builder:
                     v = interp.get_tensor(d["index"]).ravel()
                 except ValueError:
                     continue
-                if v.size > VALUES_PER_TENSOR:
-                    v = v[rng.integers(0, v.size, VALUES_PER_TENSOR)]
+                if v.size > per_sample:
+                    v = v[rng.integers(0, v.size, per_sample)]
                 out.setdefault(d["name"], []).append(v)
         return {k: np.concatenate(v) for k, v in out.items()}
 

@@ -338,7 +338,7 @@ def validate(ctx: Context, rec: StageRecord) -> None:
                              f"the original's {100 * original:.2f}% (budget {limit})")
 
 
-PROFILE_CUTS, PROFILE_SECONDS = 24, 5.0
+PROFILE_CUTS, PROFILE_SECONDS = 16, 4.0
 
 
 def _top_ops(data: bytes, *, runtime: str, threads: int) -> Optional[list[dict]]:
