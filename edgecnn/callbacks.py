@@ -10,7 +10,9 @@ import numpy as np
 __all__ = ["best_weights", "refresh_batchnorm"]
 
 
-def best_weights(*, patience: int, restore: bool) -> Any:
+def best_weights(*, patience: int, restore: bool, initial: Any = None) -> Any:
+    """``initial``: ``(val_loss, weights)`` of the model before fine-tuning; when no epoch beats it, those
+    weights are restored and ``best_epoch`` stays -1 (fine-tuning did not help)."""
     import tf_keras
 
     class BestWeights(tf_keras.callbacks.Callback):
@@ -19,6 +21,8 @@ def best_weights(*, patience: int, restore: bool) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.best, self.best_epoch, self.weights, self.wait = np.inf, -1, None, 0
+            if restore and initial is not None:
+                self.best, self.weights = float(initial[0]), initial[1]
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             value = (logs or {}).get("val_loss")

@@ -213,7 +213,8 @@ def _check_options(epochs: Any, batch_size: Any, learning_rate: Any, temperature
 def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = None, y_val: Any = None,
             epochs: int = 5, batch_size: int = 32, learning_rate: float = 1e-3, temperature: float = 4.0,
             alpha: float = 0.5, validation_split: float = 0.1, patience: int = 3, seed: int = 0,
-            strategy: Any = None, callbacks: Sequence = (), progress: bool = True) -> DistillResult:
+            strategy: Any = None, callbacks: Sequence = (), progress: bool = True,
+            keep_initial: bool = False) -> DistillResult:
     """Fine-tune ``student`` to reproduce ``teacher`` (and the labels, when given); return it trained.
 
     The student is trained in place and returned as ``result.model`` (under a ``mirrored``/``multiworker``
@@ -241,6 +242,8 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
         validation_split: fraction of ``x`` held out when ``x_val`` is None; 0 disables validation
             (then no early stopping, and the last epoch is kept).
         patience: epochs without ``val_loss`` improvement before stopping.
+        keep_initial: the student before fine-tuning competes with every epoch on ``val_loss``; when none beats
+            it, its weights are kept and ``best_epoch`` is -1 (compress: fine-tuning never makes a change worse).
         seed: seeds Python, NumPy and TensorFlow, the split and the shuffling (same seed, same run on
             one device).
         strategy: see :func:`make_strategy`.
@@ -354,7 +357,14 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
         model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=float(learning_rate)),
                       loss=losses if len(losses) > 1 else losses[0],
                       metrics=[accuracy] if labelled else None)
-    best = best_weights(patience=patience, restore=not _is_pruned(student))
+    initial = None
+    if keep_initial and xs_val is not None and not _is_pruned(student):  # the model before fine-tuning competes
+        try:
+            value = model.evaluate(dataset(xs_val, val_t, train=False), verbose=0, return_dict=True).get("loss")
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise EdgecnnError(f"distillation failed: {first_line(exc)}") from exc
+        initial = (float(value), model.get_weights()) if value is not None else None
+    best = best_weights(patience=patience, restore=not _is_pruned(student), initial=initial)
     # BatchNorm statistics re-estimated before each validation (one device, plain Keras layers only: a
     # training-mode pass through tfmot's wrappers would advance their masks).
     refresh = len(xs) == 1 and in_place and _has_batchnorm(student) and not _is_pruned(student)
@@ -379,7 +389,8 @@ def distill(student: Any, teacher: Any, *, x: Any, y: Any = None, x_val: Any = N
         from edgecnn.data.checks import top1_accuracy
 
         val_acc = top1_accuracy(_predict(student, xs_val, batch_size)[0], y_val)
-    return DistillResult(model=student, epochs_run=len(fit.history.get("loss", [])), best_epoch=max(best.best_epoch, 0),
+    best_epoch = best.best_epoch if initial is not None else max(best.best_epoch, 0)
+    return DistillResult(model=student, epochs_run=len(fit.history.get("loss", [])), best_epoch=best_epoch,
                          history=history, val_accuracy=val_acc, teacher_val_accuracy=teacher_acc,
                          seconds=time.perf_counter() - start, batchnorm_refreshed=refresh or bn_refreshed)
 

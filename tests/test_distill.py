@@ -172,3 +172,24 @@ def test_mirrored_strategy_over_two_logical_cpus():
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"replicas": 2, "epochs": 1, "keys": ["loss", "val_accuracy", "val_loss"],
                       "same_object": True, "changed": True}
+
+
+def test_keep_initial_keeps_a_student_that_fine_tuning_only_makes_worse(tf_keras):
+    """A student that already matches its teacher: fine-tuning at a huge learning rate only hurts, so with
+    keep_initial the weights before fine-tuning are kept (best_epoch -1); without it an epoch's are."""
+    import numpy as np
+
+    from edgecnn.distill import distill
+    from edgecnn.surgery import rebuild
+
+    tf_keras.utils.set_random_seed(0)
+    inp = tf_keras.Input((6,))
+    teacher = tf_keras.Model(inp, tf_keras.layers.Dense(3, activation="softmax")(tf_keras.layers.Dense(8, activation="relu")(inp)))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 6)).astype("float32")
+    student = rebuild(teacher)
+    before = [w.copy() for w in student.get_weights()]
+    r = distill(student, teacher, x=x, epochs=2, learning_rate=0.9, patience=1, progress=False, keep_initial=True)
+    assert r.best_epoch == -1 and all(np.array_equal(a, b) for a, b in zip(before, r.model.get_weights()))
+    other = distill(rebuild(teacher), teacher, x=x, epochs=2, learning_rate=0.9, patience=1, progress=False)
+    assert other.best_epoch >= 0

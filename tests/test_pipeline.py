@@ -121,6 +121,29 @@ def test_planner_conflicts_budget_and_back_off():
     assert back_off(cands) is None
 
 
+def test_pruning_that_loses_too_much_before_fine_tuning_is_never_chosen():
+    """Measured on a MobileNetV2 transfer model (docs/transfer.md): global ratios lost 73-89 points before
+    fine-tuning and never came back within budget; the per-group level that lost 0 is the one to take. Back-off
+    never steps to a candidate predicted to miss, and orders candidates by the MACs they really remove."""
+    from edgecnn.pipeline.planner import predict_misses
+
+    def prune(cid, removed, drop, ms):
+        return Candidate(cid, kind="prune", ratio=0.5, removed=removed, accuracy_drop=drop, base_ms=0.3,
+                         latency_ms=ms, gain_ms=0.3 - ms, chosen=True, helps=True, value=1.0, reason="faster")
+
+    g75, g25 = prune("prune:0.75", 0.91, 88.6, 0.08), prune("prune:0.25", 0.41, 73.4, 0.22)
+    p20, p35 = prune("prune-groups:0.2", 0.18, 0.0, 0.26), prune("prune-groups:0.35", 0.33, 24.0, 0.23)
+    cands = [g75, g25, p20, p35]
+    predict_misses(cands, max_drop=10.0)
+    assert [c.id for c in cands if c.chosen] == ["prune-groups:0.2"]
+    assert "88.6 points lost before fine-tuning" in g75.reason and g75.predicted_miss and not p20.predicted_miss
+    assert choose_ratio([(c, []) for c in cands if c.chosen], min_gain=0.03) == 0.5 and p20.chosen
+    # back-off from a chosen deeper cut: never to the predicted misses, however fast
+    p35.predicted_miss, p35.chosen, p20.chosen = False, True, False
+    assert back_off(cands) == "pruning prune-groups:0.35 -> prune-groups:0.2"
+    assert back_off(cands) == "undid prune-groups:0.2" and not any(c.chosen for c in cands)
+
+
 def test_compress_without_data_runs_data_free_steps_only(tmp_path, digits_cnn):
     before = digits_cnn.read_bytes()
     result = compress(str(digits_cnn), outdir=tmp_path / "out", recipe=_recipe_file(tmp_path), quiet=True)

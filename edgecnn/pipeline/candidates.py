@@ -44,6 +44,7 @@ class Candidate:
     output_error: Optional[float] = None
     value: float = 0.0
     helps: bool = False  # judged worth it on its own measurement (before conflicts, budget and back-off)
+    predicted_miss: bool = False  # its accuracy before fine-tuning predicts the budget cannot be met
     with_prune: Optional[str] = None  # precision candidates: the pruning candidate of the model they were timed on
     chosen: bool = False
     reason: str = ""

@@ -180,6 +180,7 @@ NUMBERS: dict[str, str] = {
     "bench.threads": "count", "bench.runs": "count", "bench.seconds": "positive",
     "plan.latency_runs": "count", "plan.seconds": "positive", "plan.min_gain": "non_negative",
     "plan.max_backoff": "non_negative_int", "plan.max_candidates": "count", "plan.max_seconds": "non_negative",
+    "plan.max_drop_before_finetune": "points",
     "datafree.min_agreement": "fraction", "datafree.min_snr_db": "non_negative", "datafree.samples": "count",
     "datafree.steps": "non_negative_int", "datafree.max_synthesis_seconds": "non_negative",
     "datafree.synthesis_memory_mb": "positive",

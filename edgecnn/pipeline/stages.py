@@ -136,6 +136,7 @@ def plan(ctx: Context, rec: StageRecord) -> None:
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
             calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=ctx.progress,
             base_artifact=base_artifact(ctx))
+        planner.predict_misses(cands, max_drop=float(recipe["plan"]["max_drop_before_finetune"]))
         planner.resolve_conflicts(cands)
         if ctx.train is None and not recipe["plan"]["apply_without_data"]:
             for c in cands:
@@ -240,12 +241,14 @@ def finetune(ctx: Context, rec: StageRecord) -> None:
                      batch_size=int(ft["batch_size"]), learning_rate=float(ft["learning_rate"]),
                      temperature=float(ft["temperature"]), alpha=float(ft["alpha"]), patience=int(ft["patience"]),
                      seed=ctx.seed, progress=False, callbacks=[_epochs(ctx, int(ft["epochs"]))],
-                     strategy=None if ft["strategy"] == "default" else ft["strategy"])
+                     strategy=None if ft["strategy"] == "default" else ft["strategy"], keep_initial=True)
     from edgecnn import distribute
 
     distribute.collectives_done()
     ctx.model = result.model
-    rec.changes = [f"distilled {result.epochs_run} epochs (best {result.best_epoch})"]
+    rec.changes = [f"distilled {result.epochs_run} epochs (best {result.best_epoch})" if result.best_epoch >= 0 else
+                   f"distilled {result.epochs_run} epochs; none beat the model before fine-tuning on validation loss: "
+                   "kept it"]
     rec.details = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                    "val_accuracy": result.val_accuracy, "teacher_val_accuracy": result.teacher_val_accuracy}
 
