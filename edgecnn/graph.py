@@ -238,6 +238,22 @@ def _elements(shape: Any, fill: int) -> int:
     return prod(fill if d is None else int(d) for d in tuple(shape)[1:])
 
 
+def activation_elements(model: Any, *, fill: int = 32) -> int:
+    """Elements of every input and layer output of one sample (what a probe of every tensor holds at once), from
+    static shapes only, like :func:`largest_tensor`.
+
+    Example:
+        >>> import tf_keras
+        >>> inp = tf_keras.Input((32, 32, 3), name="image")
+        >>> activation_elements(tf_keras.Model(inp, tf_keras.layers.Conv2D(8, 3, padding="same")(inp)))
+        11264
+    """
+    total = sum(_elements(t.shape, fill) for t in model.inputs)
+    for node in iter_nodes(model):
+        total += sum(_elements(shape, fill) for shape in node.output_shapes)
+    return total
+
+
 def largest_tensor(model: Any, *, fill: int = 32) -> tuple[str, int]:
     """(name, elements) of the largest input or layer output of one sample, from static shapes only (unknown
     dimensions count as ``fill``, the size a probe input gives them). Nothing is allocated.

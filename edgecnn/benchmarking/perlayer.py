@@ -35,7 +35,7 @@ def top_ops(artifact: bytes, *, runtime: str, threads: int = 1, runs: int = 30, 
             max_cuts: Optional[int] = None, budget_s: Optional[float] = None) -> list[dict]:
     """The ``top`` ops by time: ``[{"name", "type", "ms", "share"}]``, ``ms`` per inference, ``share`` of all ops.
 
-    LiteRT only (its prefix timing costs one interpreter per cut): ``max_cuts`` bounds the prefixes timed; a
+    LiteRT's prefix timing costs one interpreter per cut: ``max_cuts`` bounds the prefixes timed; a
     model with more ops is cut at that many evenly spaced ops, and each entry is then a run of consecutive ops
     (``"name": "first .. last"``, ``"ops"``: how many, ``"type"``: their types). ``budget_s``: seconds for
     timing all prefixes together (at least 5 rounds each, at most ``runs``).
@@ -45,15 +45,17 @@ def top_ops(artifact: bytes, *, runtime: str, threads: int = 1, runs: int = 30, 
     """
     if runtime not in PROFILERS:
         raise EdgecnnError(f"per-op profiling: Expected runtime {' or '.join(PROFILERS)}. Received: {runtime!r}")
-    extra = {"max_cuts": max_cuts, "budget_s": budget_s} if runtime == "litert" else {}
-    ops = PROFILERS[runtime](artifact, threads=threads, runs=runs, **extra)
+    ops = PROFILERS[runtime](artifact, threads=threads, runs=runs, max_cuts=max_cuts, budget_s=budget_s)
     total = sum(o["ms"] for o in ops) or 1.0
     for o in ops:
         o["share"] = o["ms"] / total
     return sorted(ops, key=lambda o: -o["ms"])[:top]
 
 
-def _ort_ops(artifact: bytes, *, threads: int, runs: int) -> list[dict]:
+def _ort_ops(artifact: bytes, *, threads: int, runs: int, max_cuts: Optional[int] = None,
+             budget_s: Optional[float] = None) -> list[dict]:
+    """ONNX Runtime's own profiler times every node in one session: ``max_cuts`` and ``budget_s`` (bounds of the
+    LiteRT prefix timing) do not apply."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:

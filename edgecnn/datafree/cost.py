@@ -29,7 +29,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 
 __all__ = ["SynthesisPlan", "activation_mb", "plan_synthesis", "probe_batch", "step_seconds"]
 
@@ -40,14 +39,11 @@ MIN_SAMPLES, MIN_STEPS = 32, 10
 
 
 def activation_mb(model: Any) -> float:
-    """MB of float32 activations one input produces: every layer's output (a flat tf_keras model)."""
-    total = 0
-    for layer in model.layers:
-        outs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
-        for o in outs:
-            dims = [int(d) for d in o.shape[1:] if d is not None]
-            total += int(np.prod(dims)) if dims else 1
-    return 4.0 * total / 2**20
+    """MB of float32 activations one input produces: its input and every layer's output
+    (:func:`edgecnn.graph.activation_elements`)."""
+    from edgecnn.graph import activation_elements
+
+    return 4.0 * activation_elements(model) / 2**20
 
 
 def probe_batch(model: Any, *, memory_mb: float = 512.0, most: int = 64) -> int:

@@ -174,7 +174,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     for k, kind in enumerate(order):
         progress(f"converting {kind}", k, total)
         if kind not in first and deadline is not None and time.perf_counter() > deadline:
-            out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0] if kind != "fp16" else "fp16",
+            out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0],
                                  reason=f"skipped: {deadline_what or 'the time budget'} spent before it was built"))
             continue
         try:
@@ -192,8 +192,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
                 out.append(finish(Precision(f"precision:{kind}", mode="int8", description=desc),
                                   builders[per_channel].build(per_channel=per_channel)))
             elif kind == "int8-float":
-                at = sum(1 for p in out if p.id in ("precision:int8", "precision:int8-per-tensor"))
-                out[at:at] = _int8_float(out, builders, original=original, finish=finish, floor=floor,
+                out += _int8_float(out, builders, original=original, finish=finish, floor=floor,
                                          min_snr_db=min_snr_db, max_float_ops=max_float_ops, deadline=deadline,
                                          deadline_what=deadline_what)
             else:

@@ -135,7 +135,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
                                       bias_correction=bool(cfg["bias_correction"]),
                                       calibration_samples=int(recipe["quantize"]["calibration_samples"]),
                                       deadline=stop,
-                                      deadline_what=f"plan.max_seconds ({float(recipe['plan']['max_seconds']):g} s)",
+                                      deadline_what=planner.budget_name(recipe),
                                       progress=progress)
     _phase(phases, "candidates", started)
     state["details"] = details

@@ -257,6 +257,15 @@ def deadline(recipe: dict, started: float) -> Optional[float]:
     return started + limit if limit > 0 else None
 
 
+def budget_name(recipe: dict) -> str:
+    """How a report names the plan's time budget.
+
+    >>> budget_name({"plan": {"max_seconds": 240}})
+    'plan.max_seconds (240 s)'
+    """
+    return f"plan.max_seconds ({float(recipe['plan']['max_seconds']):g} s)"
+
+
 def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, quantize: str, threads: int,
             calibration: Optional[np.ndarray], x_val: Optional[np.ndarray], y_val: Optional[np.ndarray],
             progress: Callable[[str, int, int], None] = lambda text, done, total: None,
@@ -290,7 +299,7 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     for k, cand in enumerate(cands):
         progress(f"measuring {cand.id}", k, len(cands))
         if stop is not None and time.perf_counter() > stop:
-            cand.reason = f"skipped: plan.max_seconds ({float(recipe['plan']['max_seconds']):g} s) spent before it was built"
+            cand.reason = f"skipped: {budget_name(recipe)} spent before it was built"
             continue
         try:
             variant = apply(model, cand, recipe, bn_data=calibration if ref is not None else None)
@@ -334,8 +343,8 @@ def measure(model: Any, cands: list[Candidate], recipe: dict, *, runtime: str, q
     return {"base_ms": base_ms, "base_accuracy": base_acc, "base_params": base_params, "warnings": warnings}
 
 
-__all__ = ["Candidate", "aggressiveness", "apply", "apply_all", "back_off", "undo_all", "base_id", "choose_ratio",
-           "deadline", "predict_misses",
+__all__ = ["Candidate", "aggressiveness", "apply", "apply_all", "back_off", "undo_all", "base_id", "budget_name",
+           "choose_ratio", "deadline", "predict_misses",
            "enumerate_candidates", "estimate",
            "float_layers", "judge", "measure", "measured_on", "precision_candidates", "resolve_conflicts", "select_precision",
            "within_budget"]

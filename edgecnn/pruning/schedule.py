@@ -81,10 +81,11 @@ def group_schedule(model: Any, *, x_val: np.ndarray, y_val: np.ndarray, ratio: f
     from edgecnn.runtimes.keras import keras_outputs
 
     check_ratio(ratio, "per-group ratio")
-    total = analyze(model).total_macs
+    stats = analyze(model)
+    total = stats.total_macs
     cg = ChannelGraph(model)
     base = top1_accuracy(keras_outputs(model, x_val)[0], y_val)
-    macs = {r.name: r.macs for r in analyze(model).layers}
+    macs = {r.name: r.macs for r in stats.layers}
     groups = cg.groups()
     rows = []
     for k, g in enumerate(groups):
