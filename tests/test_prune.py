@@ -1,6 +1,8 @@
 """Structured channel pruning: dependency groups, exact graph surgery, importance, rounding, errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,8 @@ from edgecnn.pruning import apply_selection, channel_groups, prune, prune_channe
 from edgecnn.pruning.groups import ChannelGraph
 
 from conftest import small_cnn
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def _randomize(model, seed=0):
@@ -268,3 +272,41 @@ def test_group_schedule_cuts_the_wide_expansions_cheapest_first(tf_keras):
     if "b0_expand" in first:
         assert small.get_layer("b0_expand").filters == 48
     assert small.count_params() < model.count_params()
+
+
+def test_probe_fine_tune_predicts_recovery_that_the_drop_before_fine_tuning_hides(tf_keras):
+    """A pruning candidate that loses many points before fine-tuning is fine-tuned briefly and re-measured
+    (edgecnn.pipeline.probe); the planner then judges it by that drop, and a spent budget skips the rest."""
+    from edgecnn.pipeline.candidates import Candidate, apply
+    from edgecnn.pipeline.planner import predict_misses
+    from edgecnn.pipeline.probe import probe
+    from edgecnn.pipeline.recipe import load_recipe
+    from edgecnn.runtimes.keras import keras_outputs
+
+    import edgecnn
+    from edgecnn.data import load_data
+
+    model = edgecnn.load(str(MODELS / "mnist_cnn.h5"))  # no BatchNorm to re-estimate: pruning really hurts
+    train = load_data("digits", input_shape=(28, 28, 1), split="train")
+    x_val, y_val, x_rest, y_rest = train.x[-300:], train.y[-300:], train.x[:-300], train.y[:-300]
+    base = float(np.mean(keras_outputs(model, x_val)[0].argmax(-1) == y_val))
+    recipe = load_recipe("mobile")
+    cands = []
+    for ratio in (0.9, 0.75):
+        c = Candidate(f"prune:{ratio}", kind="prune", ratio=ratio, removed=ratio, gain_ms=0.1, chosen=True)
+        pruned = apply(model, c, recipe, bn_data=train.x[:256])
+        c.accuracy_drop = 100 * (base - float(np.mean(keras_outputs(pruned, x_val)[0].argmax(-1) == y_val)))
+        cands.append(c)
+    assert cands[0].accuracy_drop > 10.0, cands[0].accuracy_drop  # the case the probe is for
+    recipe["plan"].update(probe_epochs=2, probe_seconds=1e-6)  # the first probe spends the budget
+    out = probe(model, cands, recipe, x_train=x_rest, y_train=y_rest, x_val=x_val, y_val=y_val,
+                base_accuracy=base, bn_data=train.x[:256])
+    first, second = cands
+    assert out["probed"] == ["prune:0.9"] and out["skipped"] == (["prune:0.75"] if second.accuracy_drop > 10 else [])
+    assert first.probe_drop is not None and first.probe_drop < first.accuracy_drop - 5.0, (first.accuracy_drop,
+                                                                                            first.probe_drop)
+    predict_misses(cands, max_drop=first.probe_drop + 0.5)  # judged by the probe, not by the drop before it
+    assert first.chosen and not first.predicted_miss
+    recipe["plan"]["probe_epochs"] = 0
+    assert probe(model, cands, recipe, x_train=x_rest, y_train=y_rest, x_val=x_val, y_val=y_val,
+                 base_accuracy=base, bn_data=None)["probed"] == []

@@ -41,10 +41,12 @@ class Candidate:
     noise_ms: Optional[float] = None
     accuracy: Optional[float] = None
     accuracy_drop: Optional[float] = None
+    probe_accuracy: Optional[float] = None  # after plan.probe_epochs of distillation (edgecnn.pipeline.probe)
+    probe_drop: Optional[float] = None
     output_error: Optional[float] = None
     value: float = 0.0
     helps: bool = False  # judged worth it on its own measurement (before conflicts, budget and back-off)
-    predicted_miss: bool = False  # its accuracy before fine-tuning predicts the budget cannot be met
+    predicted_miss: bool = False  # its accuracy before (or after a short) fine-tuning predicts the budget cannot be met
     with_prune: Optional[str] = None  # precision candidates: the pruning candidate of the model they were timed on
     chosen: bool = False
     reason: str = ""

@@ -57,19 +57,25 @@ def judge(cand: Candidate, *, base_params: int, min_gain: float, runtime: str) -
 def predict_misses(cands: list[Candidate], *, max_drop: float) -> None:
     """Structural candidates whose accuracy before fine-tuning (BatchNorm re-estimated) dropped more than
     ``max_drop`` points are not chosen, now or by back-off: fine-tuning is not expected to recover that much
-    (a MobileNetV2 pruned 0.75 globally lost 72-91 points and came back to 51.6%).
+    (a MobileNetV2 pruned 0.75 globally lost 72-91 points and came back to 51.6%). Where a short fine-tune
+    was measured (``probe_drop``, :mod:`edgecnn.pipeline.probe`), that drop decides instead.
 
     >>> c = Candidate("prune:0.75", kind="prune", ratio=0.75, chosen=True, accuracy_drop=80.0, reason="faster")
     >>> predict_misses([c], max_drop=10.0); c.chosen, c.predicted_miss, c.reason.split("; ")[1][:38]
     (False, True, 'not chosen: 80.0 points lost before fi')
+    >>> c = Candidate("prune:0.5", kind="prune", ratio=0.5, chosen=True, accuracy_drop=80.0, probe_drop=4.0)
+    >>> predict_misses([c], max_drop=10.0); c.chosen, c.predicted_miss
+    (True, False)
     """
     for c in cands:
-        if c.kind in FLOAT_KINDS or c.accuracy_drop is None or c.accuracy_drop <= max_drop:
+        drop = c.probe_drop if c.probe_drop is not None else c.accuracy_drop
+        if c.kind in FLOAT_KINDS or drop is None or drop <= max_drop:
             continue
         c.predicted_miss = True
         if c.chosen:
             c.chosen = False
-            c.reason += (f"; not chosen: {c.accuracy_drop:.1f} points lost before fine-tuning (> "
+            when = "before fine-tuning" if c.probe_drop is None else "after a short fine-tune"
+            c.reason += (f"; not chosen: {drop:.1f} points lost {when} (> "
                          f"plan.max_drop_before_finetune {max_drop:g}) predict the budget cannot be met")
 
 

@@ -41,14 +41,28 @@ def accuracy_on(model: Any, data: Any) -> Optional[float]:
 _accuracy = accuracy_on
 
 
-def _validation_split(ctx: Context) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """A held-back slice of the TRAIN split for planning (the test split is only for the final accuracy)."""
+def _validation_split(ctx: Context, *, rest: bool = False) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """A held-back slice of the TRAIN split for planning (the test split is only for the final accuracy);
+    ``rest``: the other training samples instead (what a probe may fine-tune on)."""
     if ctx.train is None:
         return None, None
     n = len(ctx.train.x)
     k = min(300, max(1, n // 5))
-    idx = np.random.default_rng(ctx.seed).permutation(n)[:k]
+    order = np.random.default_rng(ctx.seed).permutation(n)
+    idx = np.sort(order[k:]) if rest else order[:k]
     return ctx.train.x[idx], (ctx.train.y[idx] if ctx.train.y is not None else None)
+
+
+def _probe(ctx: Context, cands: list, x_val: Any, y_val: Any, summary: dict) -> None:
+    """Short fine-tunes of the pruning candidates that lost too much before fine-tuning (edgecnn.pipeline.probe)."""
+    if summary.get("base_accuracy") is None or y_val is None:
+        return
+    from edgecnn.pipeline.probe import probe
+
+    x_rest, y_rest = _validation_split(ctx, rest=True)
+    summary["probes"] = probe(ctx.original, cands, ctx.recipe, x_train=x_rest, y_train=y_rest, x_val=x_val,
+                              y_val=y_val, base_accuracy=summary["base_accuracy"], bn_data=_bn_data(ctx)[:256],
+                              progress=ctx.progress)
 
 
 def _group_candidates(ctx: Context) -> list:
@@ -136,6 +150,8 @@ def plan(ctx: Context, rec: StageRecord) -> None:
             ctx.original, cands, recipe, runtime=target.runtime, quantize=target.quantize, threads=threads,
             calibration=_calibration(ctx, 64), x_val=x_val, y_val=y_val, progress=ctx.progress,
             base_artifact=base_artifact(ctx))
+    _probe(ctx, cands, x_val, y_val, summary)  # training: on every core, not the target's pinned one
+    with profile_threads(recipe["runtime_profile"]) as threads:
         planner.predict_misses(cands, max_drop=float(recipe["plan"]["max_drop_before_finetune"]))
         planner.resolve_conflicts(cands)
         if ctx.train is None and not recipe["plan"]["apply_without_data"]:
