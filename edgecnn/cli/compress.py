@@ -21,6 +21,9 @@ def compress(
     model: str = typer.Argument(..., metavar="MODEL", help=MODEL_HELP),
     outdir: Optional[Path] = typer.Option(None, "-o", "--outdir", help="Output folder (default: <model>_edgecnn/ next to it)."),
     data: Optional[str] = typer.Option(None, "--data", help="digits, an image folder, or a .npz (x[, y]); without it only data-free steps run."),
+    val: Optional[str] = typer.Option(None, "--val", help="Held-out data the model has not seen (same kinds as --data): "
+                                      "the reported accuracies and the budget are measured on it, all of --data trains. "
+                                      "Default: a split of --data."),
     recipe: str = typer.Option("mobile", "--recipe", metavar=recipe_metavar(preset_names()),
                                autocompletion=complete_recipe,
                                help="A preset (see `edgecnn recipes`) or a .toml file (e.g. an earlier OUTDIR/recipe.toml)."),
@@ -64,7 +67,7 @@ def compress(
                               min_agreement=min_agreement, min_snr_db=min_snr_db, eval_on_train=eval_on_train,
                               custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                               command="edgecnn " + " ".join(sys.argv[1:]), on_stage=on_stage if show else None,
-                              input_range=input_range, strategy=strategy)
+                              input_range=input_range, strategy=strategy, val=val)
     worker = result.report.get("worker")
     if worker:  # a non-chief worker of a multiworker run: the chief prints and writes the results
         typer.echo(worker)

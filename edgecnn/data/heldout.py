@@ -11,6 +11,10 @@ Data too small to hold out a test split (fewer than :data:`MIN_PER_CLASS` sample
 :class:`~edgecnn.errors.DataError` unless ``eval_on_train=True``; then train and test are the same samples and
 ``describe()["evaluated_on_training_data"]`` is True, which every report repeats.
 
+Given ``val`` (``--val``: samples the model has not seen), nothing is split: all of ``data`` is train and
+``val`` is test (:func:`split_val`; its checks in :mod:`edgecnn.data.val`). Without it, a model trained on
+``data`` may have memorized the test split: :func:`edgecnn.data.val.memorized_note` says so.
+
 Example:
     >>> import numpy as np
     >>> x = np.random.default_rng(0).random((40, 4, 4, 1), dtype=np.float32)
@@ -22,6 +26,9 @@ Example:
     set()
     >>> d = h.describe(); d["test_samples"], d["stratified"], d["test_ids"][:2]
     (8, True, ['0', '5'])
+    >>> v = split_data((x, y), val=(x[:6] + 1, y[:6]), input_shape=(4, 4, 1))
+    >>> len(v.train), len(v.test), v.describe()["test_from"], v.describe()["test_fraction"]
+    (40, 6, 'val', None)
     >>> split_data((x[:12], y[:12]), input_shape=(4, 4, 1))
     Traceback (most recent call last):
     ...
@@ -38,29 +45,34 @@ import numpy as np
 from edgecnn.data.dataset import MIN_PER_CLASS, TEST_FRACTION, Dataset, split_indices, take
 from edgecnn.errors import DataError, ShapeMismatchError
 
-__all__ = ["EVAL_ON_TRAIN_NOTE", "HeldOut", "budget_outcome", "split_data"]
+__all__ = ["EVAL_ON_TRAIN_NOTE", "HeldOut", "budget_outcome", "split_data", "split_val"]
 
 MAX_TFDATA_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
 class HeldOut:
-    """A train/test split of one data source.
+    """A train/test split of one data source, or a train source and a separate test source (``--val``).
 
     Attributes:
         train: samples for fine-tuning, calibration and BatchNorm re-estimation.
         test: samples for every accuracy and agreement; disjoint from ``train`` unless
-            ``on_training_data``.
-        seed: the split's seed. test_fraction: the test share. stratified: whether the split kept the
-            class proportions. on_training_data: the user opted in to measuring on the training data.
+            ``on_training_data`` (or, with ``--val``, but for the ``val_overlap`` samples both hold).
+        seed: the split's seed. test_fraction: the test share (None when the test side is ``--val``).
+            stratified: whether the split kept the class proportions. on_training_data: the user opted in to
+            measuring on the training data.
+        from_val: the test side is a separate source (``--val``), not split off ``train``'s.
+        val_overlap: with ``from_val``, how many test samples are byte-identical to a train sample.
     """
 
     train: Any
     test: Any
     seed: int
-    test_fraction: float
+    test_fraction: Optional[float]
     stratified: bool
     on_training_data: bool = False
+    from_val: bool = False
+    val_overlap: int = 0
 
     @property
     def labelled(self) -> bool:
@@ -68,19 +80,30 @@ class HeldOut:
 
     @property
     def source(self) -> str:
-        return self.test.source
+        """Where the train side came from (``--data``); the test side's is ``test.source``."""
+        return self.train.source
 
     @property
     def class_names(self) -> Optional[tuple[str, ...]]:
-        return self.test.class_names
+        return self.train.class_names or self.test.class_names
+
+    @property
+    def test_from(self) -> str:
+        """``"split"`` (held out of --data), ``"val"`` (--val) or ``"train"`` (--eval-on-train)."""
+        return "val" if self.from_val else "train" if self.on_training_data else "split"
 
     def describe(self) -> dict:
-        """JSON-ready record of the split: enough to re-measure every reported accuracy."""
-        return {"source": self.source, "seed": self.seed, "test_fraction": self.test_fraction,
-                "stratified": self.stratified, "train_samples": len(self.train), "test_samples": len(self.test),
-                "labelled": self.labelled, "evaluated_on_training_data": self.on_training_data,
-                "id_kind": _id_kind(self.source), "test_ids": list(self.test.ids or ()),
-                "train_ids": list(self.train.ids or ())}
+        """JSON-ready record of the split: enough to re-measure every reported accuracy (the source and ids of
+        each side; ``test_source`` is ``source`` unless the test side is ``--val``)."""
+        out = {"source": self.source, "test_source": self.test.source, "test_from": self.test_from,
+               "seed": self.seed, "test_fraction": self.test_fraction, "stratified": self.stratified,
+               "train_samples": len(self.train), "test_samples": len(self.test), "labelled": self.labelled,
+               "evaluated_on_training_data": self.on_training_data, "id_kind": _id_kind(self.source),
+               "test_id_kind": _id_kind(self.test.source), "test_ids": list(self.test.ids or ()),
+               "train_ids": list(self.train.ids or ())}
+        if self.from_val:
+            out["val_overlap"] = self.val_overlap
+        return out
 
 
 def _id_kind(source: str) -> str:
@@ -92,8 +115,8 @@ def _id_kind(source: str) -> str:
 
 
 def split_data(data: Any, *, input_shape: tuple[int, int, int], seed: int = 0, test_fraction: float = TEST_FRACTION,
-               eval_on_train: bool = False) -> HeldOut:
-    """Split ``data`` once into train and held-out test.
+               eval_on_train: bool = False, val: Any = None) -> HeldOut:
+    """Split ``data`` once into train and held-out test, or pair it with ``val`` (:func:`split_val`).
 
     Args:
         data: a :class:`HeldOut` (returned as it is), ``"digits"``, an image folder or ``.npz`` path, a
@@ -103,14 +126,20 @@ def split_data(data: Any, *, input_shape: tuple[int, int, int], seed: int = 0, t
         seed: ``random_state`` of the split.
         test_fraction: share of the test split, in (0, 1).
         eval_on_train: for data too small to split: measure on the training data (every report says so).
+        val: held-out samples the model has not seen, any kind ``data`` takes but a HeldOut: then all of
+            ``data`` is train and ``val`` is test; ``seed`` and ``test_fraction`` split nothing.
 
     Returns:
-        A :class:`HeldOut`; ``train.ids`` and ``test.ids`` are disjoint unless ``eval_on_train`` was needed.
+        A :class:`HeldOut`; ``train.ids`` and ``test.ids`` are disjoint unless ``eval_on_train`` was needed
+        (with ``val``, ids name rows of two sources).
 
     Raises:
-        DataError: an unreadable source, or data too small to split without ``eval_on_train``.
+        DataError: an unreadable source, or data too small to split without ``eval_on_train``; with ``val``,
+            see :func:`split_val`.
         ShapeMismatchError: samples that do not fit ``input_shape``.
     """
+    if val is not None:
+        return split_val(data, val, input_shape=input_shape, seed=seed, eval_on_train=eval_on_train)
     if isinstance(data, HeldOut):
         return data
     if not 0.0 < float(test_fraction) < 1.0:
@@ -124,6 +153,36 @@ def split_data(data: Any, *, input_shape: tuple[int, int, int], seed: int = 0, t
         return HeldOut(train=ds, test=ds, seed=seed, test_fraction=0.0, stratified=False, on_training_data=True)
     return HeldOut(train=take(ds, train), test=take(ds, test), seed=seed, test_fraction=float(test_fraction),
                    stratified=stratified)
+
+
+def split_val(data: Any, val: Any, *, input_shape: tuple[int, int, int], seed: int = 0,
+              eval_on_train: bool = False) -> HeldOut:
+    """All of ``data`` as train and ``val`` as test, checked to pair up (:func:`edgecnn.data.val.check_pair`).
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(1).random((20, 2, 2, 1), dtype=np.float32); y = np.arange(20) % 2
+    >>> h = split_val((x, y), (x[15:] * 0.5, y[15:]), input_shape=(2, 2, 1))
+    >>> len(h.train), len(h.test), h.val_overlap, h.describe()["test_ids"]
+    (20, 5, 0, ['0', '1', '2', '3', '4'])
+    >>> split_val((x, y), (np.concatenate([x[:2], x[15:] * 0.5]), y[13:]), input_shape=(2, 2, 1)).val_overlap
+    2
+
+    Raises:
+        DataError: ``val`` that cannot be the test side of ``data``: without it, with ``eval_on_train``, as or
+            with a HeldOut, the same source, a labelled/unlabelled or class-name mismatch, every sample in ``data``.
+        ShapeMismatchError: samples that do not fit ``input_shape``.
+    """
+    from edgecnn.data.val import check_pair, check_val
+
+    check_val(data, val, eval_on_train=eval_on_train)
+    if isinstance(data, HeldOut) or isinstance(val, HeldOut):
+        raise DataError("a HeldOut already holds its test side: Expected data and val as sources (a path, a Dataset, "
+                        "arrays). Received: a HeldOut with val")
+    ds = as_dataset(data, input_shape=input_shape)
+    vs = as_dataset(val, input_shape=input_shape)
+    overlap = check_pair(ds, vs)
+    return HeldOut(train=ds, test=vs, seed=seed, test_fraction=None, stratified=False, from_val=True,
+                   val_overlap=overlap)
 
 
 def as_dataset(data: Any, *, input_shape: tuple[int, int, int]) -> Any:

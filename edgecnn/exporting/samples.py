@@ -78,7 +78,7 @@ def choose_samples(shape: tuple[int, ...], *, mode: QuantMode, heldout: Any, syn
         y_val = None if test.y is None else test.y[:validation_samples]
         data = {**heldout.describe(), "validated_samples": int(len(x_val)),
                 "validated_ids": list((test.ids or ())[:len(x_val)])}
-        return Samples(calibration, info, x_val, y_val, data, heldout.source,
+        return Samples(calibration, info, x_val, y_val, data, test.source,
                        list(test.class_names) if test.class_names else None, notes)
     if synthesized is not None:
         x_val = np.asarray(synthesized[0], np.float32)[:validation_samples]

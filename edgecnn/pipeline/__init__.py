@@ -90,15 +90,24 @@ def _repair(working: Any, heldout: Any) -> tuple[Any, Optional[dict]]:
     return repaired, info
 
 
-def _data_key(data: Any, heldout: Any) -> str:
-    """What identifies the data in the checkpoint key: the spec text, or a hash of the split's samples."""
-    if data is None or isinstance(data, (str, Path)):
-        return str(data)
+def _by_spec(*sources: Any) -> bool:
+    return all(s is None or isinstance(s, (str, Path)) for s in sources)
+
+
+def _data_key(data: Any, heldout: Any, *, val: Any = None) -> str:
+    """What identifies the data in the checkpoint key: the spec texts (``--data``, and ``--val`` when given), or a
+    hash of the split's samples (with ``val``: all of data, then val).
+
+    >>> _data_key("train.npz", None), _data_key("train.npz", None, val="val.npz")
+    ('train.npz', 'train.npz+val=val.npz')
+    """
+    if _by_spec(data, val):
+        return str(data) if val is None else f"{data}+val={val}"
     import hashlib
 
     import numpy as np
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(b"val" if val is not None else b"")
     for part in (heldout.train, heldout.test):
         h.update(np.ascontiguousarray(part.x).tobytes())
         if part.y is not None:
@@ -150,6 +159,7 @@ def compress(
     eval_on_train: bool = False,
     input_range: Optional[Any] = None,
     strategy: Optional[str] = None,
+    val: Optional[Any] = None,
 ) -> CompressReport:
     """Compress a trained Keras CNN for the target; write artifacts, report.json/html and recipe.toml.
 
@@ -160,6 +170,11 @@ def compress(
             :class:`edgecnn.data.HeldOut`; labelled data makes fine-tuning and accuracy real. It is split once
             (:func:`edgecnn.data.split_data`) and the same split goes to every stage: fine-tuning, calibration
             and BatchNorm re-estimation use its train split, every accuracy its held-out test split.
+        val: held-out data the model has not seen, of any kind ``data`` takes (but a HeldOut): then all of
+            ``data`` is the train side and the original's and the artifacts' accuracy and agreement (the budget)
+            are measured on ``val`` (:func:`edgecnn.data.split_val`). Without it, a split of ``data`` that the
+            original scores 99.5% or more on gets a report note: it was probably trained on it
+            (:func:`edgecnn.data.memorized_note`).
         recipe: a preset (``mobile``, ``tiny``, ``gpu``) or a .toml path (e.g. an earlier OUTDIR/recipe.toml).
         target, max_accuracy_drop, latency_budget_ms, runtime_profile, epochs, seed: override the recipe.
         resume: continue from the last finished stage of an interrupted run with the same input and recipe.
@@ -189,6 +204,9 @@ def compress(
 
     TOLERANCES[TARGETS[rec["target"]].quantize].with_overrides(**S.floors(rec))  # fail fast on bad floors
     workers.check(rec, data=data, resume=resume)
+    from edgecnn.data.val import check_val
+
+    check_val(data, val, eval_on_train=eval_on_train)  # --val without --data, with --eval-on-train, or as --data
     source, name, sha = _source(model)
     if outdir is None:
         base = Path(source).parent if isinstance(model, (str, Path)) else Path.cwd()
@@ -203,7 +221,8 @@ def compress(
     with distribute.output_dir(outdir) as out:  # a non-chief worker: a private folder, removed at the end
         return _guarded(model, rec=rec, source=source, name=name, sha=sha, outdir=out, data=data, resume=resume,
                         quiet=quiet, labels=labels, input_shape=input_shape, custom_objects=custom_objects,
-                        trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train)
+                        trust_model=trust_model, command=command, on_stage=on_stage, eval_on_train=eval_on_train,
+                        val=val)
 
 
 def _guarded(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Path, command: str,
@@ -247,11 +266,12 @@ def _guarded(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir:
 
 def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Path, data: Optional[str], resume: bool,
          quiet: bool, labels: Optional[list[str]], input_shape: Any, custom_objects: Optional[str], trust_model: bool,
-         command: str, on_stage: Optional[Callable[[str, str], None]], eval_on_train: bool = False) -> CompressReport:
+         command: str, on_stage: Optional[Callable[[str, str], None]], eval_on_train: bool = False,
+         val: Any = None) -> CompressReport:
     """The stages over one context, in a locked OUTDIR that exists."""
     from edgecnn._version import __version__
     from edgecnn.analysis import check_labels_fit, fixed_input_shape
-    from edgecnn.data import split_data
+    from edgecnn.data import split_data, val_note
     from edgecnn.exporting.validate import check_finite_weights
     from edgecnn.io import load
 
@@ -260,27 +280,29 @@ def _run(model: Any, *, rec: dict, source: str, name: str, sha: str, outdir: Pat
         ck = Checkpoint(outdir, key=key)
         return key, ck, (ck.load() if resume else None)  # an untrusted checkpoint is refused here
 
-    by_spec = data is None or isinstance(data, (str, Path))
+    by_spec = _by_spec(data, val)
     if by_spec:  # checked before anything heavy runs
-        key, ck, saved = checkpoint(str(data))
+        key, ck, saved = checkpoint(_data_key(data, None, val=val))
     working = load(model, input_shape=input_shape, custom_objects=custom_objects, trust_model=trust_model)
     check_finite_weights(working)
     shape = fixed_input_shape(working)
     heldout = None
     if data is not None:
-        heldout = split_data(data, input_shape=shape, seed=int(rec["seed"]), eval_on_train=eval_on_train)
+        heldout = split_data(data, input_shape=shape, seed=int(rec["seed"]), eval_on_train=eval_on_train, val=val)
         for part in (heldout.train, heldout.test):
-            check_labels_fit(working, part.y, where=str(heldout.source))
+            check_labels_fit(working, part.y, where=str(part.source))
         labels = labels or (list(heldout.class_names) if heldout.class_names else None)
     working, bn_info = _repair(working, heldout)
     if not by_spec:  # arrays: keyed on a hash of the split's samples
-        key, ck, saved = checkpoint(_data_key(data, heldout))
+        key, ck, saved = checkpoint(_data_key(data, heldout, val=val))
     ctx = Context(source=source, name=name, outdir=outdir, recipe=rec, target=TARGETS[rec["target"]],
                   data_spec=None if data is None else (str(data) if isinstance(data, (str, Path)) else heldout.source),
                   key=key, quiet=quiet, original=working, heldout=heldout, labels=labels)
     ctx.state["command"] = command
     ctx.state["original_batchnorm"] = bn_info
     workers.note(ctx)
+    if val_note(heldout):
+        ctx.note(val_note(heldout))
     if bn_info and bn_info["stale"]:
         from edgecnn.training import stale_note
 

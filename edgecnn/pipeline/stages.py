@@ -106,6 +106,12 @@ def analyze(ctx: Context, rec: StageRecord) -> None:
     rec.details = dict(ctx.state["original"])
     if not ctx.labelled:
         ctx.note("accuracy was not measured: no labelled --data was given")
+    from edgecnn.data import memorized_note
+
+    memorized = memorized_note(ctx.heldout, ctx.state["original"]["accuracy"])  # no --val: a split of --data
+    ctx.state["memorized_suspect"] = memorized is not None
+    if memorized:
+        ctx.note(memorized)
 
 
 def plan(ctx: Context, rec: StageRecord) -> None:

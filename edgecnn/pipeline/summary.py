@@ -50,7 +50,8 @@ def build(ctx: Context, *, artifacts: list[dict], model_path: str, budget: dict)
         "source": ctx.source,
         "key": ctx.key,
         "target": ctx.target.name,
-        "data": None if ctx.heldout is None else {"spec": ctx.data_spec, **ctx.heldout.describe()},
+        "data": None if ctx.heldout is None else {"spec": ctx.data_spec, **ctx.heldout.describe(),
+                                                  "memorized_suspect": ctx.state.get("memorized_suspect", False)},
         "original": original,
         "compressed": compressed,
         "speedup": {r: ratio(original["latency_ms"].get(r), compressed["latency_ms"].get(r))
