@@ -306,6 +306,18 @@ def gain(r: dict) -> list[str]:
     return out
 
 
+def _spreads(eq: dict) -> str:
+    """The weight-range spread equalization found and left (per pair: largest / smallest per-channel range of
+    the producer's BatchNorm-folded kernel): what it had to even out."""
+    pairs = [p for p in eq.get("pairs", []) if "spread_before" in p]
+    if not pairs:
+        return ""
+    before = np.array([p["spread_before"] for p in pairs])
+    after = np.array([p["spread_after"] for p in pairs])
+    return (f"; producers' weight-range spread (largest / smallest channel range) median {np.median(before):.1f} "
+            f"-> {np.median(after):.1f}, largest {before.max():.1f} -> {after.max():.1f}")
+
+
 def write(results: list[dict], total: float, path: Path) -> None:
     lines = ["# Data-free compression (issue 14)", "",
              "Written by `python benchmarks/data_free.py` (this machine: 2 cores, host CPU with AVX-512 VNNI; latency "
@@ -333,7 +345,8 @@ def write(results: list[dict], total: float, path: Path) -> None:
                   f"{df['synthesis']['samples']} inputs synthesized by {df['synthesis']['method']} "
                   f"({df['synthesis']['steps']} steps, {df['synthesis']['seconds']:.0f} s); "
                   f"{len(df['equalization'].get('pairs', []))} layer pairs equalized (float outputs within "
-                  f"{df['equalization'].get('max_rel_diff', 0):.1e} relative); whole compress run "
+                  f"{df['equalization'].get('max_rel_diff', 0):.1e} relative{_spreads(df['equalization'])}); "
+                  "whole compress run "
                   f"{r['seconds']:.0f} s; floors: agreement >= {df['floor']:g}, SNR >= {df['min_snr_db']:g} dB."
                   + (f" Model {r['training']}." if r["training"] else ""), "",
                   "| artifact | size (bytes) | LiteRT ms | agreement (real) | SNR dB (real) | proxy agreement / SNR dB "

@@ -44,15 +44,26 @@ BN_MOMENTUM = 0.99
 TARGET_ACCURACY, MAX_DROP, MIN_SPEEDUP = 0.95, 1.0, 1.3
 
 
-def split(size: int, which: str) -> tuple[np.ndarray, np.ndarray]:
-    from edgecnn.data import digits
+VAL_FRACTION = 0.2  # of the train split: the validation data a user keeps beside model.fit
 
-    d = digits(input_shape=(size, size, 3), split=which)
-    return d.x.astype(np.float32), d.y.astype(np.int64)
+
+def split(size: int, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` / ``test``: edgecnn's digits splits; ``fit`` / ``val``: the train split cut once more,
+    stratified and seeded, into what model.fit trains on and the validation data the user keeps beside it."""
+    from edgecnn.data import digits
+    from edgecnn.data.dataset import split_indices
+
+    d = digits(input_shape=(size, size, 3), split="test" if which == "test" else "train")
+    x, y = d.x.astype(np.float32), d.y.astype(np.int64)
+    if which in ("fit", "val"):
+        fit, val, _ = split_indices(y, len(y), seed=1, test_fraction=VAL_FRACTION)
+        idx = fit if which == "fit" else val
+        return x[idx], y[idx]
+    return x, y
 
 
 def train_model(size: int, epochs: int, cache: Path, log) -> Path:
-    path = cache / f"mobilenetv2_transfer_{size}_bn{BN_MOMENTUM:g}_e{epochs}.keras"
+    path = cache / f"mobilenetv2_transfer_{size}_fit_bn{BN_MOMENTUM:g}_e{epochs}.keras"
     if path.exists():
         return path
     cache.mkdir(parents=True, exist_ok=True)
@@ -60,7 +71,8 @@ def train_model(size: int, epochs: int, cache: Path, log) -> Path:
 import sys, time, numpy as np, keras
 sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.transfer import split
-x, y = split({size}, "train")
+x, y = split({size}, "fit")
+xv, yv = split({size}, "val")
 keras.utils.set_random_seed(0)
 base = keras.applications.MobileNetV2(input_shape=({size}, {size}, 3), include_top=False, weights=None)
 for layer in base.layers:
@@ -74,7 +86,7 @@ steps = {epochs} * -(-len(x) // 32)
 model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)),
               "sparse_categorical_crossentropy", metrics=["accuracy"])
 t0 = time.perf_counter()
-model.fit(x, y, batch_size=32, epochs={epochs}, verbose=0)
+model.fit(x, y, batch_size=32, epochs={epochs}, validation_data=(xv, yv), verbose=0)
 xt, yt = split({size}, "test")
 acc = float(np.mean(np.argmax(model.predict(xt, verbose=0), -1) == yt))
 print(f"trained {{time.perf_counter() - t0:.0f}} s, held-out {{acc:.4f}}")
@@ -161,11 +173,14 @@ def main() -> None:
 
     t_all = time.perf_counter()
     model = train_model(args.size, args.epochs, cache, log)
-    x_train, y_train = split(args.size, "train")
+    x_train, y_train = split(args.size, "fit")
+    x_val, y_val = split(args.size, "val")
     x_test, y_test = split(args.size, "test")
-    data = cache / f"digits{args.size}_train.npz"
+    data, val = cache / f"digits{args.size}_fit.npz", cache / f"digits{args.size}_val.npz"
     if not data.exists():
         np.savez(data, x=x_train, y=y_train)
+    if not val.exists():
+        np.savez(val, x=x_val, y=y_val)
     out = cache / f"out_{args.size}"
     if out.exists():
         import shutil
@@ -174,7 +189,7 @@ def main() -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "edgecnn.cli", "compress", str(model), "--data", str(data),
-                           "--recipe", "mobile", "-o", str(out), "--quiet"], capture_output=True, text=True,
+                           "--val", str(val), "--recipe", "mobile", "-o", str(out), "--quiet"], capture_output=True, text=True,
                           timeout=args.timeout, cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

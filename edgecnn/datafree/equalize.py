@@ -46,46 +46,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecnn.datafree.pairs import Pair, _type, find_pairs
 from edgecnn.errors import EdgecnnError, ValidationError
-from edgecnn.graph import output_layer_names
 
 __all__ = ["Equalized", "Pair", "equalize", "find_pairs", "max_rel_diff"]
 
-WEIGHTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
-PASS = ("MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Dropout", "SpatialDropout2D")
-TO_DENSE = ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
 OBJECTIVES = ("weights", "activations")
 S_LIMIT = 1e3  # no channel is scaled by more than this (or less than its inverse)
-
-
-@dataclass
-class Pair:
-    """Two layers whose shared channels can be rescaled without changing the function.
-
-    Attributes:
-        producer: the layer whose output channels are divided (a SeparableConv2D's depthwise part when
-            ``internal``).
-        consumer: the layer whose input channels are multiplied.
-        site: where the division happens: the producer, or the BatchNormalization right after it.
-        tensor: the layer whose output the consumer reads (the last op of the chain).
-        bound: the clip of a bounded ReLU in the chain (6.0 for ReLU6), or None.
-        bounded_input: the layer whose output enters that bounded ReLU.
-        flatten: the consumer reads a Flatten of ``(H, W, C)``: its input rows repeat every C.
-        internal: the depthwise -> pointwise pair inside one SeparableConv2D.
-    """
-
-    producer: str
-    consumer: str
-    site: str
-    tensor: str
-    bound: Optional[float] = None
-    bounded_input: Optional[str] = None
-    flatten: bool = False
-    internal: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.producer} (depthwise -> pointwise)" if self.internal else f"{self.producer} -> {self.consumer}"
 
 
 @dataclass
@@ -101,100 +68,6 @@ class Equalized:
     def describe(self) -> dict:
         return {"objective": self.objective, "pairs": self.pairs, "max_rel_diff": self.max_rel_diff,
                 "dropped": self.dropped}
-
-
-def _type(layer: Any) -> str:
-    return type(layer).__name__
-
-
-def _activation(layer: Any) -> tuple[Optional[str], Optional[float]]:
-    """("homogeneous" | "bounded" | None, bound) for an activation layer or a layer's fused activation."""
-    cls = _type(layer)
-    if cls == "ReLU":
-        if float(getattr(layer, "threshold", 0.0) or 0.0) != 0.0:
-            return None, None
-        if float(getattr(layer, "negative_slope", 0.0) or 0.0) < 0.0:
-            return None, None
-        bound = getattr(layer, "max_value", None)
-        return ("bounded", float(bound)) if bound is not None else ("homogeneous", None)
-    if cls == "LeakyReLU":
-        return "homogeneous", None
-    act = getattr(layer, "activation", None)
-    name = getattr(act, "__name__", str(act))
-    if name in ("linear", "relu", "leaky_relu"):
-        return "homogeneous", None
-    if name == "relu6":
-        return "bounded", 6.0
-    return None, None
-
-
-def find_pairs(model: Any) -> list[Pair]:
-    """Every producer -> consumer pair of ``model`` that :func:`equalize` can rescale (see the module doc)."""
-    from edgecnn.graph import ModelGraph
-
-    graph = ModelGraph(model)
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        calls[node.layer.name] = calls.get(node.layer.name, 0) + 1
-    layers = {layer.name: layer for layer in model.layers}
-    outputs = output_layer_names(model)
-    pairs: list[Pair] = []
-    for name, layer in layers.items():
-        cls = _type(layer)
-        if cls not in WEIGHTED or calls.get(name) != 1:
-            continue
-        if cls == "SeparableConv2D":
-            pairs.append(Pair(producer=name, consumer=name, site=name, tensor=name, internal=True))
-        pair = _chain(name, layer, graph, layers, calls, outputs)
-        if pair is not None:
-            pairs.append(pair)
-    return pairs
-
-
-def _chain(name: str, layer: Any, graph: Any, layers: dict, calls: dict, outputs: set) -> Optional[Pair]:
-    """Follow ``name``'s single consumer through per-channel homogeneous ops to the next weighted layer."""
-    kind, bound = _activation(layer)
-    if kind is None:
-        return None
-    linear = getattr(getattr(layer, "activation", None), "__name__", "linear") == "linear"
-    site, current, tensor, flatten = name, name, name, False
-    bounded_input = name if kind == "bounded" else None
-    while True:
-        nxt = graph.consumers(current)
-        if len(nxt) != 1 or current in outputs or calls.get(nxt[0]) != 1:
-            return None
-        following = layers[nxt[0]]
-        cls = _type(following)
-        if cls in WEIGHTED:
-            if flatten and cls != "Dense":
-                return None
-            if cls == "Dense" and not flatten and len(following.input.shape) != 2:
-                return None
-            return Pair(producer=name, consumer=nxt[0], site=site, tensor=tensor, bound=bound,
-                        bounded_input=bounded_input, flatten=flatten and _type(layers[current]) == "Flatten")
-        if "BatchNormalization" in cls:
-            # the scaling lands in its gamma and beta: only right after a producer without activation
-            if current != name or not linear or not getattr(following, "scale", True):
-                return None
-            site = nxt[0]
-        elif cls in ("ReLU", "LeakyReLU", "Activation"):
-            k, b = _activation(following)
-            if k is None or (k == "bounded" and bound is not None):
-                return None
-            if k == "bounded":
-                bound, bounded_input = b, nxt[0]
-        elif cls in TO_DENSE:
-            if flatten:
-                return None
-            flatten = True
-            if cls != "Flatten":  # global pooling: the Dense reads the pooled channels
-                tensor = nxt[0]
-            current = nxt[0]
-            continue
-        elif cls not in PASS:
-            return None
-        current = nxt[0]
-        tensor = current
 
 
 def _weight_index(layer: Any) -> dict[str, int]:
@@ -411,6 +284,7 @@ def _equalize(model: Any, pairs: list[Pair], *, x: np.ndarray, objective: str, i
     stats = _channel_stats(model, pairs, x) if (pairs and (objective == "activations" or
                                                            any(p.bound for p in pairs))) else {}
     total = {p.label: None for p in pairs}
+    spread_before = {p.label: _spread(w.out_range(p)) for p in pairs}
     act = {p.label: (stats[(p.producer, "depthwise") if p.internal else (p.tensor, "out")][0] if stats else None)
            for p in pairs}
     pre = {p.label: (stats[(p.bounded_input, "out")][1] if p.bound is not None else None) for p in pairs}
@@ -442,6 +316,19 @@ def _equalize(model: Any, pairs: list[Pair], *, x: np.ndarray, objective: str, i
         if s is None:
             continue
         rows.append({"pair": p.label, "channels": int(s.size), "scale_min": float(s.min()),
-                     "scale_max": float(s.max()), **({"bound": p.bound, "kept": int(np.sum(s == 1.0))}
+                     "scale_max": float(s.max()), "spread_before": spread_before[p.label],
+                     "spread_after": _spread(w.out_range(p)),
+                     **({"bound": p.bound, "kept": int(np.sum(s == 1.0))}
                                                       if p.bound is not None else {})})
     return rows
+
+
+def _spread(ranges: np.ndarray) -> float:
+    """Largest over smallest nonzero per-channel weight range (1.0: nothing for equalization to even out).
+
+    >>> _spread(np.array([0.5, 2.0, 0.0, 1.0]))
+    4.0
+    """
+    r = np.asarray(ranges, np.float64)
+    r = r[r > 1e-12]
+    return float(r.max() / r.min()) if r.size else 1.0
