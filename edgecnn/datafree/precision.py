@@ -135,7 +135,8 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
 
     ``floor`` and ``min_snr_db`` decide whether the int8-float candidates are built (only when no int8 candidate
     meets both) and when they stop keeping ops in float (see the module docstring). ``deadline``
-    (``time.perf_counter()`` seconds): candidates not started by then are skipped, said so with ``deadline_what``
+    (``time.perf_counter()`` seconds): candidates that would not be done by then (a like conversion took as long
+    as the last one) are skipped, said so with ``deadline_what``
     (the budget's name), except the first full-int8 kind and dynamic range, which are built first and always.
 
     Returns:
@@ -171,12 +172,16 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     rest = [k for k in kinds if k != "int8-float"]
     first = [k for k in rest if k.startswith("int8")][:1] + [k for k in rest if k == "dynamic"]
     order = first + [k for k in rest if k not in first] + [k for k in kinds if k == "int8-float"]
+    took: dict[str, float] = {}  # seconds the last conversion of each family took: a like one will take as long
     for k, kind in enumerate(order):
         progress(f"converting {kind}", k, total)
-        if kind not in first and deadline is not None and time.perf_counter() > deadline:
+        family = "int8" if kind.startswith("int8") else "float"
+        if kind not in first and deadline is not None and time.perf_counter() + took.get(family, 0.0) > deadline:
             out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0],
-                                 reason=f"skipped: {deadline_what or 'the time budget'} spent before it was built"))
+                                 reason=f"skipped: {deadline_what or 'the time budget'} spent before it could be "
+                                        f"built (a like conversion took {took.get(family, 0.0):.0f} s)"))
             continue
+        started = time.perf_counter()
         try:
             if kind in ("int8", "int8-per-tensor"):
                 per_channel = kind == "int8"
@@ -204,6 +209,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
         except EdgecnnError as exc:
             out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0], error=str(exc),
                                  reason=f"cannot build: {exc}"))
+        took[family] = time.perf_counter() - started
     progress("converted", total, total)
     out.sort(key=_rank)
     return out, details
