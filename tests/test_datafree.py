@@ -254,6 +254,41 @@ def test_precision_candidates_and_choice(tf_keras):
     assert not cands[1].size_bytes and "already meets both floors" in cands[1].reason
 
 
+def test_int8_steps_are_kept_only_when_they_raise_the_snr_on_held_out_synthesized_inputs(tf_keras):
+    """compare_steps: each full-int8 kind is built with and without equalization + bias correction and judged on
+    synthesized inputs held out from calibration; a working model that no longer computes the original's function
+    (a broken equalization) loses that comparison and the int8 is built from the original."""
+    from edgecnn.datafree.equalize import equalize
+    from edgecnn.datafree.precision import MIN_HOLD, build_candidates
+    from edgecnn.surgery import rebuild
+
+    model = _estimate_bn(_bn_cnn(tf_keras), _images(128, (12, 12, 1), 0.0, 1.0))
+    x = _images(80, (12, 12, 1), 0.0, 1.0, seed=2)
+    eq = equalize(model, x=x).model
+    cands, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), kinds=("int8",),
+                                      calibration_samples=40)
+    steps = details["steps"]["int8"]
+    assert steps["held_out_inputs"] == 40 and steps["snr_db_with_steps"] is not None
+    kept_steps = steps["snr_db_with_steps"] >= steps["snr_db_without"]
+    assert steps["kept"].startswith("equalization") == kept_steps
+    assert ("not equalized" in cands[0].description) != kept_steps
+
+    broken = rebuild(eq)  # one layer's kernel halved: still a model of the same shape, not the same function
+    k = broken.get_layer("conv2").get_weights()
+    broken.get_layer("conv2").set_weights([k[0] * 0.5, k[1]])
+    cands, details = build_candidates(model, equalized=broken, x=x, input_range=(0.0, 1.0), kinds=("int8",),
+                                      calibration_samples=40)
+    steps = details["steps"]["int8"]
+    assert steps["snr_db_without"] > steps["snr_db_with_steps"] and steps["kept"].startswith("neither")
+    assert "not equalized" in cands[0].description and "bias-corrected" not in cands[0].description
+
+    # too few inputs beyond calibration to judge, or the comparison turned off: built with the steps alone
+    for n_cal, compare in ((80 - MIN_HOLD + 1, True), (40, False)):
+        _, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), kinds=("int8",),
+                                      calibration_samples=n_cal, compare_steps=compare)
+        assert "steps" not in details
+
+
 def test_agreement_counts_only_margins_the_output_step_can_resolve():
     """An untrained classifier scores every class alike (margins ~1e-4): its int8 output rounds them to one or two
     levels of 1/256 and argmax ties fall to class 0. Those are ties, not disagreements: agreement is not
@@ -312,7 +347,7 @@ def test_data_free_plan_within_its_time_budgets_says_what_it_cut_and_skipped(tmp
     assert "samples 64 -> 32, steps 20 -> 10" in df["synthesis"]["budget"]["cut"]
     assert any("data-free synthesis: samples 64 -> 32" in n for n in report["notes"])
     built = {c["id"] for c in df["candidates"] if c["size_bytes"]}
-    assert built == {"precision:int8", "precision:dynamic"}
+    assert built == {"precision:int8", "precision:dynamic", "precision:plain"}  # plain: built before the plan
     assert all("skipped: plan.max_seconds" in c["reason"] for c in df["candidates"] if c["id"] not in built)
     assert df["chosen"]["id"] in built and Path(report["artifacts"][0]["path"]).is_file()
 
@@ -484,3 +519,20 @@ def test_data_free_compress_of_the_shipped_mnist_cnn_agrees_on_real_digits(tmp_p
         got.append(interp.get_tensor(o["index"])[0].argmax())
     assert float(np.mean(np.array(got) == ref.argmax(1))) >= 0.99
     assert art.stat().st_size <= report["original"]["plain_conversion_bytes"]["litert"]
+
+
+def test_plain_conversion_ships_when_every_other_candidate_is_larger_or_slower():
+    """An untrained DenseNet121 at 224: its bias-corrected int8 was 1.5% larger than the plain conversion (zero
+    biases share one buffer there, corrected ones cannot) and dynamic range 11% slower; the plain conversion is a
+    candidate too (edgecnn.pipeline.datafree), so it ships rather than a slower or larger file."""
+    from edgecnn.datafree.precision import choose
+
+    plain = _cand("precision:plain", size=1000, agreement=None, snr=34.0, ms=1.00)
+    int8 = _cand("precision:int8", size=1015, agreement=None, snr=36.0, ms=1.00)
+    dynamic = _cand("precision:dynamic", size=990, agreement=None, snr=60.0, ms=1.12, mode="dynamic")
+    assert choose([int8, dynamic, plain], floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=1000,
+                  prefer_mode="int8") is plain
+    assert "slower" in dynamic.reason and "larger than the plain" in int8.reason
+    plain.snr_db = 20.0  # a plain conversion below the floor does not ship: the floors come first
+    assert choose([int8, dynamic, plain], floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=1000,
+                  prefer_mode="int8") is not plain
