@@ -244,7 +244,7 @@ def measure(name: str, cache: Path, work: Path, log) -> dict:
     arts[label] = ours
     with pinned(1):
         timing = model_latency(arts, runtime="litert", threads=1, runs=300, warmup=20, budget_s=30.0, min_runs=100)
-    from edgecnn.timing import median_noise
+    from edgecnn.runtimes.timing import median_noise
 
     rows = []
     chosen = report["datafree"]["chosen"]
