@@ -330,6 +330,8 @@ def test_disagreement_flag_fires_on_a_busy_stretch_not_on_a_clean_series():
     assert core.disagreement({"instance 1": clean, "instance 2": [v * 1.02 for v in clean]}) is None
     outlier = clean[:60] + [7.31] * 40  # one report's 7.31 ms where every other measurement said 3.05 ms
     assert "disagree" in core.disagreement({"first half": outlier[:50], "second half": outlier[50:]})
+    tiny = list(0.0020 + 0.00002 * rng.standard_normal(50))  # a 2 us model: 25% is half a microsecond of jitter
+    assert core.disagreement({"instance 1": tiny, "instance 2": [v * 1.25 for v in tiny]}) is None
 
     # Wired into the loop: a callable that turns 3x slower halfway through the rounds gets a warning.
     calls = {"n": 0}

@@ -52,6 +52,9 @@ GATE_PERCENTILE = 20
 # Two sessions of one artifact can differ by a few percent for their whole life (memory placement); repeated
 # measurements of one model that differ by more than this, and by more than their notches, are flagged.
 REPEAT_TOLERANCE = 0.10
+# ... and by more than this many ms: on a model of a few microseconds a fraction of a microsecond is timer and
+# call-overhead jitter, not a busy machine (a 0.002 ms model was flagged at 0.002 / 0.002 / 0.002 ms).
+REPEAT_MIN_GAP_MS = 0.005
 
 
 @dataclass
@@ -163,8 +166,9 @@ def timing_of(result: BenchResult) -> Timing:
 def disagreement(parts: Mapping[str, Sequence[float]], *, tolerance: float = REPEAT_TOLERANCE) -> Optional[str]:
     """A warning when repeated measurements of one model disagree beyond the noise, else None.
 
-    Two series disagree when their medians differ by more than both the notch noise of the two medians
-    (:func:`edgecnn.runtimes.timing.median_noise`) and ``tolerance`` of the smaller median.
+    Two series disagree when their medians differ by more than the notch noise of the two medians
+    (:func:`edgecnn.runtimes.timing.median_noise`), ``tolerance`` of the smaller median and
+    :data:`REPEAT_MIN_GAP_MS`.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -181,7 +185,7 @@ def disagreement(parts: Mapping[str, Sequence[float]], *, tolerance: float = REP
         for b in names[i + 1:]:
             ta, tb = stats[a], stats[b]
             gap = abs(ta.median_ms - tb.median_ms)
-            if gap > median_noise(ta, tb) and gap > tolerance * min(ta.median_ms, tb.median_ms):
+            if gap > max(median_noise(ta, tb), tolerance * min(ta.median_ms, tb.median_ms), REPEAT_MIN_GAP_MS):
                 shown = ", ".join(f"{n} {stats[n].median_ms:.3f}" for n in names)
                 return (f"repeated measurements disagree: {shown} ms (median); the machine was probably busy "
                         f"during part of the run: rerun on a quieter machine before trusting this figure")

@@ -385,7 +385,7 @@ def benchmark(ctx: Context, rec: StageRecord) -> None:
     timed in one loop of :func:`edgecnn.benchmarking.core.measure` with the reference model, per runtime. Each entry
     carries the bench result's status, reference ratio and warning; an original whose median disagrees with
     the plan's measurement of the same artifact beyond the noise is flagged too."""
-    from edgecnn.benchmarking.core import REPEAT_TOLERANCE, time_artifacts
+    from edgecnn.benchmarking.core import REPEAT_MIN_GAP_MS, REPEAT_TOLERANCE, time_artifacts
     from edgecnn.exporting.convert import convert
     from edgecnn.pipeline.artifacts import base_artifact, calibration
 
@@ -417,7 +417,8 @@ def benchmark(ctx: Context, rec: StageRecord) -> None:
                     ctx.note(f"benchmark: {k} on {runtime}: {r.status}: {r.reason}")
             plan_ms = (ctx.state.get("plan") or {}).get("base_ms") if runtime == target.runtime else None
             now = t["original"].median_ms
-            if plan_ms and now and abs(now - plan_ms) > REPEAT_TOLERANCE * min(now, plan_ms) and not \
+            gap = abs(now - plan_ms) if plan_ms and now else 0.0
+            if gap > max(REPEAT_TOLERANCE * min(now or 0.0, plan_ms or 0.0), REPEAT_MIN_GAP_MS) and not \
                     latency["original"][runtime]["warning"]:
                 latency["original"][runtime]["warning"] = (
                     f"repeated measurements disagree: the plan measured this artifact at {plan_ms:.3f} ms, the "
