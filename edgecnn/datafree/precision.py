@@ -145,7 +145,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     ``compare_steps``: each full-int8 kind is built twice, from ``equalized`` with bias correction and from
     ``original`` without either, both calibrated on ``x[:calibration_samples]``; the one with the higher output
     SNR on the other synthesized inputs (held out from calibration and bias correction, at least ``MIN_HOLD``)
-    is kept: on a MobileNetV2 whose BatchNorm-folded weight ranges differ at most 6.6x between channels,
+    is kept: on a MobileNetV2 whose BatchNorm-folded weight ranges differ at most 7.7x between channels,
     equalization had nothing to even out and lowered the SNR on real images too (docs/data_free.md). Fewer held
     out inputs, or too little of ``deadline`` left: the equalized one is built alone.
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgecnn.pipeline.candidates import Candidate, apply
+from edgecnn.pipeline.planner import aggressiveness
 
 __all__ = ["probe", "to_probe"]
 
@@ -39,7 +40,7 @@ def to_probe(cands: list[Candidate], *, max_drop: float) -> list[Candidate]:
     more than ``max_drop`` points lost before fine-tuning."""
     keep = [c for c in cands if c.kind == "prune" and c.error is None and (c.gain_ms or 0) > 0
             and c.accuracy_drop is not None and c.accuracy_drop > max_drop]
-    return sorted(keep, key=lambda c: -(c.removed if c.removed is not None else c.ratio or 0.0))
+    return sorted(keep, key=lambda c: -aggressiveness(c))
 
 
 def probe(model: Any, cands: list[Candidate], recipe: dict, *, x_train: np.ndarray, y_train: Optional[np.ndarray],
