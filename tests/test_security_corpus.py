@@ -155,6 +155,7 @@ def test_two_runs_on_one_outdir_and_a_stale_lock(corpus):
                       seconds=round(seconds, 2))
     OUTCOMES.append(outcome)
     assert first.returncode == 0, err1
+    assert err1.strip() == "", err1  # a quiet run that succeeds prints nothing on stderr (no LiteRT INFO line)
     assert outcome.clean, outcome.as_dict()
     assert "in use by another edgecnn run" in lines[0]
     assert (out / "report.json").is_file() and not (out / ".edgecnn").exists()

@@ -123,11 +123,13 @@ class Int8Builder:
 
         from ai_edge_litert.interpreter import Interpreter
 
+        from edgecnn._tf import muted
+
         rng = np.random.default_rng(0)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), muted(2):  # LiteRT prints "Created ... XNNPACK delegate" on stderr
             warnings.simplefilter("ignore")
             interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
-        interp.allocate_tensors()
+            interp.allocate_tensors()
         index = interp.get_input_details()[0]["index"]
         details = [d for d in interp.get_tensor_details() if np.dtype(d["dtype"]) == np.float32]
         out: dict[str, list[np.ndarray]] = {}
