@@ -309,9 +309,9 @@ def gain(r: dict) -> list[str]:
 def _kept(df: dict) -> str:
     """What compress's comparison of its int8 steps (datafree.compare_steps) found and kept."""
     steps = (df.get("details") or {}).get("steps") or {}
-    said = [f"{k}: {v['snr_db_with_steps']:.1f} dB with equalization and bias correction vs {v['snr_db_without']:.1f} "
-            f"without, on {v['held_out_inputs']} held-out synthesized inputs, kept {v['kept'].split(' (')[0]}"
-            for k, v in steps.items()]
+    said = [f"{k}: " + (", ".join(f"{label} {snr:.1f} dB" for label, snr in v["snr_db"].items())
+                        + f" on {v['held_out_inputs']} held-out synthesized inputs" if "snr_db" in v else v.get("why", ""))
+            + f", kept {v['kept']}" for k, v in steps.items()]
     return "; compared: " + "; ".join(said) if said else ""
 
 

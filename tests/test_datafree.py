@@ -236,13 +236,14 @@ def test_precision_candidates_and_choice(tf_keras):
     pt.snr_db = 20.0  # ... but not when it is clearly less faithful on the synthesized inputs
     assert choose(cands, floor=0.0, min_snr_db=0.0, min_gain=0.03) is pc and "less faithful: SNR 20.0" in pt.reason
 
-    # a time budget spent before the plan starts: the first int8 and dynamic range are built all the same (in that
-    # order), every other candidate is skipped and says why; the rows keep the KINDS order
-    cands, _ = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=1.01, min_snr_db=30.0,
-                                calibration_samples=48, deadline=0.0, deadline_what="plan.max_seconds (1 s)")
-    assert [c.id for c in cands if c.size_bytes] == ["precision:int8", "precision:dynamic"]
+    # a time budget spent before the plan starts: both int8 kinds (one calibration) and dynamic range are built all
+    # the same, every other candidate is skipped and says why; the rows keep the KINDS order
+    cands, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), floor=1.01, min_snr_db=30.0,
+                                      calibration_samples=48, deadline=0.0, deadline_what="plan.max_seconds (1 s)")
+    assert [c.id for c in cands if c.size_bytes] == ["precision:int8", "precision:int8-per-tensor", "precision:dynamic"]
+    assert details["int8_calibrations"] == 1
     skipped = [c for c in cands if not c.size_bytes]
-    assert {c.id for c in skipped} == {"precision:int8-per-tensor", "precision:fp16", "precision:int8-float"}
+    assert {c.id for c in skipped} == {"precision:fp16", "precision:int8-float"}
     assert all("plan.max_seconds (1 s) spent" in c.reason for c in skipped)
     assert [c.id for c in cands] == ["precision:int8", "precision:int8-per-tensor", "precision:int8-float",
                                      "precision:dynamic", "precision:fp16"]
@@ -268,10 +269,12 @@ def test_int8_steps_are_kept_only_when_they_raise_the_snr_on_held_out_synthesize
     cands, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), kinds=("int8",),
                                       calibration_samples=40)
     steps = details["steps"]["int8"]
-    assert steps["held_out_inputs"] == 40 and steps["snr_db_with_steps"] is not None
-    kept_steps = steps["snr_db_with_steps"] >= steps["snr_db_without"]
-    assert steps["kept"].startswith("equalization") == kept_steps
-    assert ("not equalized" in cands[0].description) != kept_steps
+    snr = steps["snr_db"]
+    assert steps["held_out_inputs"] == 40
+    assert set(snr) == {"equalization and bias correction", "equalization", "neither"}
+    assert snr[steps["kept"]] == max(snr.values())
+    assert ("not equalized" in cands[0].description) == (steps["kept"] == "neither")
+    assert ("bias-corrected" in cands[0].description) == (steps["kept"] == "equalization and bias correction")
 
     broken = rebuild(eq)  # one layer's kernel halved: still a model of the same shape, not the same function
     k = broken.get_layer("conv2").get_weights()
@@ -279,7 +282,9 @@ def test_int8_steps_are_kept_only_when_they_raise_the_snr_on_held_out_synthesize
     cands, details = build_candidates(model, equalized=broken, x=x, input_range=(0.0, 1.0), kinds=("int8",),
                                       calibration_samples=40)
     steps = details["steps"]["int8"]
-    assert steps["snr_db_without"] > steps["snr_db_with_steps"] and steps["kept"].startswith("neither")
+    snr = steps["snr_db"]
+    assert snr["neither"] > max(snr["equalization"], snr["equalization and bias correction"])
+    assert steps["kept"] == "neither"
     assert "not equalized" in cands[0].description and "bias-corrected" not in cands[0].description
 
     # too few inputs beyond calibration to judge, or the comparison turned off: built with the steps alone
@@ -347,7 +352,7 @@ def test_data_free_plan_within_its_time_budgets_says_what_it_cut_and_skipped(tmp
     assert "samples 64 -> 32, steps 20 -> 10" in df["synthesis"]["budget"]["cut"]
     assert any("data-free synthesis: samples 64 -> 32" in n for n in report["notes"])
     built = {c["id"] for c in df["candidates"] if c["size_bytes"]}
-    assert built == {"precision:int8", "precision:dynamic", "precision:plain"}  # plain: built before the plan
+    assert built == {"precision:int8", "precision:int8-per-tensor", "precision:dynamic", "precision:plain"}  # plain: before
     assert all("skipped: plan.max_seconds" in c["reason"] for c in df["candidates"] if c["id"] not in built)
     assert df["chosen"]["id"] in built and Path(report["artifacts"][0]["path"]).is_file()
 
@@ -537,3 +542,39 @@ def test_plain_conversion_ships_when_every_other_candidate_is_larger_or_slower()
     plain.snr_db = 20.0  # a plain conversion below the floor does not ship: the floors come first
     assert choose([int8, dynamic, plain], floor=0.99, min_snr_db=30.0, min_gain=0.03, max_bytes=1000,
                   prefer_mode="int8") is not plain
+
+
+def test_bias_correction_that_only_grows_the_file_is_left_out_when_it_cannot_be_judged(tf_keras):
+    """An untrained model's zero biases are stored once; bias correction gives each its own values and makes the
+    int8 file larger. With no synthesized inputs left to show that it helps, and a plain conversion it would
+    outgrow, the uncorrected variant of the SAME calibration ships; otherwise the corrected one does."""
+    from edgecnn.datafree.int8 import Calibrations, build_int8
+    from edgecnn.datafree.patch import float_biases
+    from edgecnn.datafree.slim import slim_names
+
+    L = tf_keras.layers
+    inp = tf_keras.Input((12, 12, 1))
+    y = inp
+    for i in range(6):  # six convs of 8 channels; BatchNorm at its initial statistics: every folded bias is zero
+        y = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False, name=f"conv{i}")(y)))
+    model = tf_keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(y)), name="untrained")
+    slim = lambda data: slim_names(data, model_name=model.name)  # noqa: E731 - as build_candidates measures
+    x = _images(24, (12, 12, 1), 0.0, 1.0, seed=2)
+    ref = model.predict(x, verbose=0)
+    cal = Calibrations(original=model, equalized=model, x=x, input_range=(0.0, 1.0))
+    details: dict = {}
+    corrected = build_int8(cal, kind="int8", x=x, reference=ref, calibration_samples=24, details=details)
+    uncorrected = slim(cal.builder("equalized").build(per_channel=True))
+    assert corrected.label == "bias correction" and "steps" not in details
+    assert len(slim(corrected.data)) > len(uncorrected)
+    # the corrections went into the calibrated model's biases, and only there
+    patched = float_biases(cal.builder("equalized")._patched[1], model=model)
+    assert any(np.any(b != 0) for b in patched.values())
+    assert all(np.all(b == 0) for b in float_biases(cal.builder("equalized").calibrated, model=model).values())
+
+    details = {}
+    kept = build_int8(cal, kind="int8", x=x, reference=ref, calibration_samples=24, details=details,
+                      max_bytes=len(uncorrected), slim=slim)
+    assert kept.label == "neither" and len(slim(kept.data)) == len(uncorrected) and kept.bias is None
+    assert "larger than the plain conversion" in details["steps"]["int8"]["why"]
+    assert cal.calibrations == 1  # every variant came from one conversion

@@ -35,7 +35,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["correct_bias", "quantize_kernel"]
+__all__ = ["correct_bias", "corrections", "folded_bias", "quantize_kernel"]
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 
@@ -252,3 +252,49 @@ def _pre_activation(layer: Any, inp: Any, weights: Optional[list[np.ndarray]], *
     if cls == "DepthwiseConv2D":
         return tf.nn.depthwise_conv2d(inp, w[0], strides=strides, padding=padding, dilations=layer.dilation_rate)
     return tf.nn.separable_conv2d(inp, w[0], w[1], strides=strides, padding=padding, dilations=layer.dilation_rate)
+
+
+def folded_bias(model: Any, layer: Any) -> Optional[np.ndarray]:
+    """The bias the converter gives ``layer``'s op: its own bias with a following BatchNorm folded in
+    (``beta + gain * (bias - mean)``), or None for a layer with neither.
+
+    >>> import tf_keras
+    >>> inp = tf_keras.Input((4, 4, 2))
+    >>> m = tf_keras.Model(inp, tf_keras.layers.BatchNormalization(name="bn")(tf_keras.layers.Conv2D(3, 1, name="c")(inp)))
+    >>> m.get_layer("bn").set_weights([np.full(3, 2.0), np.ones(3), np.full(3, 0.5), np.full(3, 4.0 - 1e-3)])
+    >>> folded_bias(m, m.get_layer("c")).round(3).tolist()    # 1 + 2 / 2 * (0 - 0.5)
+    [0.5, 0.5, 0.5]
+    """
+    bn = _following_bn(model, layer.name)
+    own = np.asarray(layer.get_weights()[-1], np.float64) if getattr(layer, "use_bias", False) else None
+    if bn is None:
+        return own
+    w = bn.get_weights()
+    beta, mean = np.asarray(w[1 if bn.scale else 0], np.float64), np.asarray(w[-2], np.float64)
+    return beta + _bn_gain(bn) * ((0.0 if own is None else own) - mean)
+
+
+def corrections(before: Any, after: Any) -> dict[str, np.ndarray]:
+    """What :func:`correct_bias` changed (``after`` is its copy of ``before``), as the change of each weighted
+    layer's folded bias (:func:`folded_bias`): ``{layer name: delta}``, for the layers it changed.
+
+    >>> import tf_keras
+    >>> inp = tf_keras.Input((6, 6, 3))
+    >>> m = tf_keras.Model(inp, tf_keras.layers.Conv2D(4, 3, name="c")(inp))
+    >>> x = np.random.default_rng(0).random((8, 6, 6, 3), dtype=np.float32) + 5.0
+    >>> fixed, rows = correct_bias(m, x=x, per_channel=True)
+    >>> d = corrections(m, fixed)
+    >>> list(d), bool(np.allclose(d["c"], fixed.get_layer("c").get_weights()[1] - m.get_layer("c").get_weights()[1]))
+    (['c'], True)
+    """
+    out: dict[str, np.ndarray] = {}
+    for layer in before.layers:
+        if type(layer).__name__ not in WEIGHTED:
+            continue
+        b0 = folded_bias(before, layer)
+        if b0 is None:
+            continue
+        delta = folded_bias(after, after.get_layer(layer.name)) - b0
+        if np.any(delta != 0):
+            out[layer.name] = delta
+    return out

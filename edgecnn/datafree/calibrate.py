@@ -85,9 +85,28 @@ class Int8Builder:
             self.search = _Search(model, self.x, io="float")
         self.ranges: dict[str, Any] = {}
         calibrated = bytes(self.search.debugger.calibrated_model)
-        self.search.debugger.calibrated_model = self._set_ranges(
-            calibrated, input_range=tuple(float(v) for v in input_range), mse=ranges == "mse",
-            x=self.x[:range_samples])
+        self.calibrated = self._set_ranges(calibrated, input_range=tuple(float(v) for v in input_range),
+                                           mse=ranges == "mse", x=self.x[:range_samples])
+        self.search.debugger.calibrated_model = self.calibrated
+        self._patched: tuple[Any, bytes, list[str]] = (None, self.calibrated, [])  # the last bias patch
+
+    def not_placed(self, bias: Optional[dict]) -> list[str]:
+        """The layers of ``bias`` (``{layer: change of its folded bias}``, :func:`edgecnn.datafree.bias.corrections`)
+        that cannot be written into the calibrated model (:func:`edgecnn.datafree.patch.patch_biases`); the
+        others are, for the next :meth:`build` or :meth:`sensitive_ops` with this ``bias``."""
+        return self._use(bias)
+
+    def _use(self, bias: Optional[dict]) -> list[str]:
+        if not bias:
+            self.search.debugger.calibrated_model = self.calibrated
+            return []
+        if self._patched[0] is not bias:
+            from edgecnn.datafree.patch import patch_biases
+
+            data, missing = patch_biases(self.calibrated, bias, model=self.model)
+            self._patched = (bias, data, missing)
+        self.search.debugger.calibrated_model = self._patched[1]
+        return self._patched[2]
 
     def _set_ranges(self, calibrated: bytes, *, input_range: tuple[float, float], mse: bool, x: np.ndarray) -> bytes:
         from tensorflow.lite.tools import flatbuffer_utils
@@ -147,10 +166,12 @@ class Int8Builder:
                 out.setdefault(d["name"], []).append(v)
         return {k: np.concatenate(v) for k, v in out.items()}
 
-    def build(self, *, per_channel: bool = True, float_ops: Sequence[str] = ()) -> bytes:
-        """The int8 flatbuffer: per-channel or per-tensor weights, ``float_ops`` (TFLite tensor names) in float."""
+    def build(self, *, per_channel: bool = True, float_ops: Sequence[str] = (), bias: Optional[dict] = None) -> bytes:
+        """The int8 flatbuffer: per-channel or per-tensor weights, ``float_ops`` (TFLite tensor names) in float,
+        ``bias`` corrections (see :meth:`not_placed`) written into the calibrated model first."""
         from edgecnn._tf import muted
 
+        self._use(bias)
         self.search.debugger.converter._experimental_disable_per_channel = not per_channel  # noqa: SLF001
         try:
             with muted(1, 2):
@@ -158,10 +179,12 @@ class Int8Builder:
         except Exception as exc:  # the quantizer raises several types
             raise EdgecnnError(f"int8 quantization failed: {first_line(exc)}") from exc
 
-    def sensitive_ops(self, *, per_channel: bool = True, exclude: Sequence[str] = ()) -> list[dict]:
+    def sensitive_ops(self, *, per_channel: bool = True, exclude: Sequence[str] = (),
+                      bias: Optional[dict] = None) -> list[dict]:
         """Quantized ops, largest error first (TFLite's quantization debugger on the calibration inputs)."""
         from edgecnn._tf import muted
 
+        self._use(bias)
         self.search.debugger.converter._experimental_disable_per_channel = not per_channel  # noqa: SLF001
         with muted(1, 2):
             rows = self.search.errors(list(exclude), self.model)

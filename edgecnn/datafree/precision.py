@@ -51,13 +51,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from edgecnn.datafree.int8 import MIN_HOLD
 from edgecnn.errors import EdgecnnError
 
 __all__ = ["KINDS", "Precision", "build_candidates", "choose", "misses", "proxy"]
 
 KINDS = ("int8", "int8-per-tensor", "int8-float", "dynamic", "fp16")
 SNR_TIE_DB = 3.0
-MIN_HOLD = 32  # synthesized inputs held out from calibration to judge equalization and bias correction
 
 
 @dataclass
@@ -130,7 +130,7 @@ def _floors(c: Precision, *, floor: float, min_snr_db: float) -> str:
 def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_range: Sequence[float],
                      kinds: Sequence[str] = KINDS, floor: float = 0.99, min_snr_db: float = 30.0,
                      max_float_ops: int = 4, bias_correction: bool = True, ranges: str = "mse",
-                     calibration_samples: int = 200, compare_steps: bool = True,
+                     calibration_samples: int = 200, compare_steps: bool = True, max_bytes: Optional[int] = None,
                      deadline: Optional[float] = None, deadline_what: str = "",
                      progress: Callable[[str, int, int], None] = lambda text, done, total: None,
                      ) -> tuple[list[Precision], dict]:
@@ -139,23 +139,23 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     ``floor`` and ``min_snr_db`` decide whether the int8-float candidates are built (only when no int8 candidate
     meets both) and when they stop keeping ops in float (see the module docstring). ``deadline``
     (``time.perf_counter()`` seconds): candidates that would not be done by then (a like conversion took as long
-    as the last one) are skipped, said so with ``deadline_what``
-    (the budget's name), except the first full-int8 kind and dynamic range, which are built first and always.
+    as the last one) are skipped, said so with ``deadline_what`` (the budget's name), except the full-int8 kinds
+    (one calibration serves both) and dynamic range, which are built first and always.
 
-    ``compare_steps``: each full-int8 kind is built twice, from ``equalized`` with bias correction and from
-    ``original`` without either, both calibrated on ``x[:calibration_samples]``; the one with the higher output
-    SNR on the other synthesized inputs (held out from calibration and bias correction, at least ``MIN_HOLD``)
-    is kept: on a MobileNetV2 whose BatchNorm-folded weight ranges differ at most 7.7x between channels,
-    equalization had nothing to even out and lowered the SNR on real images too (docs/data_free.md). Fewer held
-    out inputs, or too little of ``deadline`` left: the equalized one is built alone.
+    The int8 kinds are built by :func:`edgecnn.datafree.int8.build_int8`, calibrated once on
+    ``x[:calibration_samples]``: with ``compare_steps`` and at least ``MIN_HOLD`` synthesized inputs beyond those,
+    the variant (equalization and bias correction, equalization alone, or the original when ``deadline`` leaves
+    time for its calibration) with the highest output SNR on the held-out ones is kept: on a MobileNetV2 whose
+    BatchNorm-folded weight ranges differ at most 7.7x between channels, equalization had nothing to even out and
+    lowered the SNR on real images too (docs/data_free.md). Fewer held-out inputs: bias correction is applied,
+    unless it makes the file larger than ``max_bytes`` (the plain conversion) and the uncorrected one is not.
 
     Returns:
         (the candidates, details: the bias corrections, activation ranges and step comparison of the int8
         candidates).
     """
     from edgecnn._tf import muted
-    from edgecnn.datafree.bias import correct_bias
-    from edgecnn.datafree.calibrate import Int8Builder
+    from edgecnn.datafree.int8 import Calibrations, build_int8
     from edgecnn.datafree.slim import slim_names
     from edgecnn.exporting.tflite import to_tflite
     from edgecnn.runtimes.keras import keras_outputs
@@ -169,7 +169,9 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     name = getattr(original, "name", "")
     out: list[Precision] = []
     details: dict = {}
-    builders: dict[bool, Any] = {}
+    cal = Calibrations(original=original, equalized=equalized, x=x[:calibration_samples], input_range=input_range,
+                       ranges=ranges)
+    variants: dict[bool, Any] = {}  # per_channel: the kept int8 variant (int8-float starts from it)
     total = len(kinds)
 
     def finish(p: Precision, data: bytes) -> Precision:
@@ -178,16 +180,16 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
         p.agreement, p.snr_db = proxy(p.data, x, reference)
         return p
 
-    # the first full int8 and dynamic range first (always built); int8-float last: whether it is needed, and how
-    # large it may grow, depend on the others
+    # the full int8 kinds (one calibration) and dynamic range first (always built); int8-float last: whether it is
+    # needed, and how large it may grow, depend on the others
     rest = [k for k in kinds if k != "int8-float"]
-    first = [k for k in rest if k.startswith("int8")][:1] + [k for k in rest if k == "dynamic"]
+    first = [k for k in rest if k in ("int8", "int8-per-tensor")] + [k for k in rest if k == "dynamic"]
     order = first + [k for k in rest if k not in first] + [k for k in kinds if k == "int8-float"]
     keep_builders = "int8-float" in kinds
     took: dict[str, float] = {}  # seconds the last conversion of each family took: a like one will take as long
-    for k, kind in enumerate(order):
-        progress(f"converting {kind}", k, total)
-        family = "int8" if kind.startswith("int8") else "float"
+    for k_, kind in enumerate(order):
+        progress(f"converting {kind}", k_, total)
+        family = kind if kind == "int8-float" else "int8" if kind.startswith("int8") else "float"
         if kind not in first and deadline is not None and time.perf_counter() + took.get(family, 0.0) > deadline:
             out.append(Precision(f"precision:{kind}", mode=kind.split("-")[0],
                                  reason=f"skipped: {deadline_what or 'the time budget'} spent before it could be "
@@ -196,41 +198,22 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
         started = time.perf_counter()
         try:
             if kind in ("int8", "int8-per-tensor"):
-                per_channel = kind == "int8"
-                fit, hold = x[:calibration_samples], x[calibration_samples:]
-                steps = [(equalized, bias_correction)]
-                judge = compare_steps and len(hold) >= MIN_HOLD and (bias_correction or equalized is not original)
-                if judge and (deadline is None or time.perf_counter() + took.get("int8", 0.0) <= deadline):
-                    steps.append((original, False))  # the same int8 without equalization and bias correction
-                tried = []
-                for model, corrected in steps:
-                    steady = model is equalized
-                    if corrected:
-                        model, rows = correct_bias(model, x=fit, per_channel=per_channel, expected="batchnorm")
-                        details.setdefault("bias_correction", {})[kind] = rows
-                    b = Int8Builder(model, x=fit, input_range=input_range, ranges=ranges)
-                    data = b.build(per_channel=per_channel)
-                    held = proxy(data, hold, reference[calibration_samples:])[1] if len(steps) > 1 else None
-                    tried.append((held, steady, corrected, b, data))
-                held, steady, corrected, builders[per_channel], data = max(tried, key=lambda t: t[0] or 0.0)
-                if len(tried) > 1:
-                    details.setdefault("steps", {})[kind] = {
-                        "held_out_inputs": int(len(hold)), "snr_db_with_steps": tried[0][0],
-                        "snr_db_without": tried[1][0], "kept": "equalization and bias correction" if steady
-                        else "neither (they lowered the SNR on the held-out synthesized inputs)"}
-                details.setdefault("ranges", {})[kind] = builders[per_channel].ranges
-                desc = ("full int8, per-channel weights" if per_channel else "full int8, per-tensor weights") + \
-                    (("" if equalized is original else ", equalized") if steady else ", not equalized") + \
-                    (", bias-corrected" if corrected else "") + f", {ranges} activation ranges"
-                out.append(finish(Precision(f"precision:{kind}", mode="int8", description=desc), data))
-                del tried, data
+                v = build_int8(cal, kind=kind, x=x, reference=reference, calibration_samples=calibration_samples,
+                               details=details, bias_correction=bias_correction, compare_steps=compare_steps,
+                               max_bytes=max_bytes, slim=lambda data: slim_names(data, model_name=name),
+                               deadline=deadline)
+                variants[kind == "int8"] = v
+                details.setdefault("ranges", {})[kind] = v.builder.ranges
+                out.append(finish(Precision(f"precision:{kind}", mode="int8", description=v.description), v.data))
+                v.data = b""
                 if not misses(out[-1], floor=floor, min_snr_db=min_snr_db):
                     keep_builders = False  # int8-float is built only when no int8 meets both floors
-                if not keep_builders:
-                    builders.clear()  # free the calibrated models now (hundreds of MB at 224 px)
+                if not keep_builders and not any(k in ("int8", "int8-per-tensor") for k in order[k_ + 1:]):
+                    variants.clear()  # free the calibrated models now (hundreds of MB at 224 px)
+                    cal.clear()
                     gc.collect()
             elif kind == "int8-float":
-                out += _int8_float(out, builders, original=original, finish=finish, floor=floor,
+                out += _int8_float(out, variants, original=original, finish=finish, floor=floor,
                                          min_snr_db=min_snr_db, max_float_ops=max_float_ops, deadline=deadline,
                                          deadline_what=deadline_what)
             else:
@@ -244,6 +227,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
                                  reason=f"cannot build: {exc}"))
         took[family] = time.perf_counter() - started
     progress("converted", total, total)
+    details["int8_calibrations"] = cal.calibrations
     out.sort(key=_rank)
     return out, details
 
@@ -255,7 +239,7 @@ def _rank(p: Precision) -> int:
     return KINDS.index(kind) if kind in KINDS else len(KINDS)
 
 
-def _int8_float(out: list[Precision], builders: dict, *, original: Any, finish: Callable, floor: float,
+def _int8_float(out: list[Precision], variants: dict, *, original: Any, finish: Callable, floor: float,
                 min_snr_db: float, max_float_ops: int, deadline: Optional[float] = None,
                 deadline_what: str = "") -> list[Precision]:
     """The int8-float candidates (see the module docstring), or one unbuilt row that says why none was built."""
@@ -279,7 +263,7 @@ def _int8_float(out: list[Precision], builders: dict, *, original: Any, finish: 
             built.append(Precision(cid, mode="int8", reason=f"not built: {base.id} is already not smaller than "
                                    f"{dynamic.id} ({base.size_bytes:,} vs {limit:,} bytes)"))
             continue
-        builder = builders[per_channel]
+        builder = variants[per_channel]
         denied: list[str] = []
         cand: Optional[Precision] = None
         why = f"not built: no op of {base.id} to keep in float"

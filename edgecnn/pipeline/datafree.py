@@ -123,10 +123,11 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
     kinds = [k for k in cfg["candidates"] if not fixed or f"precision:{k}" in fixed]
     floor, min_snr = float(cfg["min_agreement"]), float(cfg["min_snr_db"])
     stop = planner.deadline(recipe, started)
+    plain_bytes = None
     if not fixed:  # the plain conversion first (timing needs it): what is left of plan.max_seconds is known
         from edgecnn.pipeline.artifacts import base_artifact
 
-        base_artifact(ctx)
+        plain_bytes = len(base_artifact(ctx))
         _phase(phases, "plain conversion", started)
         if stop is not None:
             stop -= float(recipe["plan"]["seconds"])  # and the timing's own budget
@@ -134,7 +135,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
                                       floor=floor, min_snr_db=min_snr, max_float_ops=int(cfg["max_float_ops"]),
                                       bias_correction=bool(cfg["bias_correction"]),
                                       calibration_samples=int(recipe["quantize"]["calibration_samples"]),
-                                      compare_steps=bool(cfg["compare_steps"]),
+                                      compare_steps=bool(cfg["compare_steps"]), max_bytes=plain_bytes,
                                       deadline=stop,
                                       deadline_what=planner.budget_name(recipe),
                                       progress=progress)
@@ -189,12 +190,12 @@ def _steps_kept(state: dict, best: Any, details: dict) -> None:
         return
     kind = "int8-per-tensor" if best.id.endswith("per-tensor") else "int8"
     steps = (details.get("steps") or {}).get(kind)
-    if steps and not steps["kept"].startswith("equalization") and eq.get("applied"):
+    if steps and steps["kept"] == "neither" and eq.get("applied"):
+        snr = steps.get("snr_db") or {}
+        said = ", ".join(f"{label} {value:.1f} dB" for label, value in snr.items())
         state["equalization"] = {**eq, "applied": False,
-                                 "why": f"{best.id} was built without it: SNR {steps['snr_db_without']:.1f} dB "
-                                        f"without equalization and bias correction vs {steps['snr_db_with_steps']:.1f}"
-                                        f" dB with them, on {steps['held_out_inputs']} synthesized inputs held out "
-                                        "from calibration"}
+                                 "why": f"{best.id} was built without it: SNR {said}, on {steps['held_out_inputs']} "
+                                        "synthesized inputs held out from calibration"}
 
 
 def _phase(phases: list, name: str, started: float) -> None:
