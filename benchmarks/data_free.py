@@ -184,7 +184,7 @@ def run_compress(path: Path, out: Path) -> tuple[dict, float]:
 def ablation(path: Path, x_test: np.ndarray, ref: np.ndarray, report: dict, log) -> list[tuple]:
     """Plain int8 PTQ on the synthesized inputs edgecnn made, then edgecnn's steps added one at a time."""
     import edgecnn
-    from edgecnn.datafree.bias import correct_bias
+    from edgecnn.datafree.bias import correct_bias, corrections
     from edgecnn.datafree.calibrate import Int8Builder
     from edgecnn.datafree.equalize import equalize
     from edgecnn.datafree.synthesize import synthesize
@@ -198,19 +198,26 @@ def ablation(path: Path, x_test: np.ndarray, ref: np.ndarray, report: dict, log)
     rng = tuple(s["input_range"])
     eq = equalize(model, x=x).model
     rows = []
+    builders: dict = {}  # one calibration per (model, ranges), as compress makes it: bias corrections go into it
+
+    def builder(which: str, ranges: str):
+        if (which, ranges) not in builders:
+            builders[which, ranges] = Int8Builder(model if which == "original" else eq, x=x[:200], input_range=rng,
+                                                  ranges=ranges)
+        return builders[which, ranges]
+
     for per_channel in (True, False):
         w = "per-channel" if per_channel else "per-tensor"
+        bias = corrections(eq, correct_bias(eq, x=x[:200], per_channel=per_channel, expected="batchnorm")[0])
         steps = [
-            (f"plain int8 PTQ on the synthesized inputs ({w})", model, "minmax"),
-            (f"+ activation ranges by quantization error ({w})", model, "mse"),
-            (f"+ cross-layer equalization ({w})", eq, "mse"),
-            (f"+ bias correction ({w})", correct_bias(eq, x=x[:200], per_channel=per_channel,
-                                                                     expected="batchnorm")[0], "mse"),
-            (f"equalization + bias correction, converter's min/max ranges ({w})",
-             correct_bias(eq, x=x[:200], per_channel=per_channel, expected="batchnorm")[0], "minmax"),
+            (f"plain int8 PTQ on the synthesized inputs ({w})", "original", "minmax", None),
+            (f"+ activation ranges by quantization error ({w})", "original", "mse", None),
+            (f"+ cross-layer equalization ({w})", "equalized", "mse", None),
+            (f"+ bias correction ({w})", "equalized", "mse", bias),
+            (f"equalization + bias correction, converter's min/max ranges ({w})", "equalized", "minmax", bias),
         ]
-        for label, m, ranges in steps:
-            data = Int8Builder(m, x=x[:200], input_range=rng, ranges=ranges).build(per_channel=per_channel)
+        for label, which, ranges, b in steps:
+            data = builder(which, ranges).build(per_channel=per_channel, bias=b)
             agree, snr = fidelity(data, x_test, ref)
             rows.append((label, len(data), agree, snr))
             log(f"  ablation {label}: {agree:.4f} / {snr:.1f} dB")

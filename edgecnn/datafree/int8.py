@@ -9,9 +9,8 @@ For each int8 kind (per-channel or per-tensor weights) the variants are:
 
 Variants 1 and 2 of both kinds come from ONE calibration (a conversion: 35-65 s at 224 px): the corrections are
 written into its float biases (:mod:`edgecnn.datafree.patch`), and quantizing takes a fraction of a second.
-A layer whose op cannot be identified there (the model's output op is named after the graph; the converter drops
-an all-zero Dense bias) goes uncorrected, listed in ``details["bias_not_placed"]``; when that is most of them,
-the corrected Keras model is calibrated instead.
+A layer whose op cannot be identified there goes uncorrected, listed in ``details["bias_not_placed"]``; when
+that is most of them, the corrected Keras model is calibrated instead.
 Which variant is kept:
 
 - with at least ``MIN_HOLD`` synthesized inputs beyond the ``calibration_samples`` that calibration and bias
@@ -31,8 +30,8 @@ Example:
     >>> details = {}
     >>> v = build_int8(cal, kind="int8", x=x, reference=ref, calibration_samples=16, details=details)
     >>> steps = details["steps"]["int8"]   # both variants from one calibration, judged on 32 held-out inputs
-    >>> sorted(steps["snr_db"]), steps["kept"] == v.label, cal.calibrations, details["bias_not_placed"]
-    (['bias correction', 'neither'], True, 1, {'int8': ['dense']})
+    >>> sorted(steps["snr_db"]), steps["kept"] == v.label, cal.calibrations, "bias_not_placed" in details
+    (['bias correction', 'neither'], True, 1, False)
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ changes biases, and a bias does not change what calibration measured beyond a sh
 quantizer then makes the corrected int8 model, per-channel or per-tensor, from the same calibration: the
 corrected and the uncorrected variant of both weight granularities cost one conversion.
 
-Each correction goes to the op whose output tensor name contains the layer's name, after checking that the op's
-float bias is the layer's folded bias (:func:`edgecnn.datafree.bias.folded_bias`): a BatchNorm the converter
+Each correction goes to the op whose output tensor name contains the layer's name (the model's output op, named
+after the graph, is its output layer's), after checking that the op's float bias (zero where the converter left
+an all-zero bias out) is the layer's folded bias (:func:`edgecnn.datafree.bias.folded_bias`): a BatchNorm the converter
 did not fold, or an op that belongs to another layer, fails that check and the layer is reported as not placed
 (the caller then corrects the Keras model and calibrates it instead). A corrected bias gets its own tensor and
 buffer: the converter shares one tensor between identical biases (every zero bias of an untrained model).
@@ -42,18 +43,22 @@ def _ops(obj: Any, model: Any):
     from tensorflow.lite.python import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    weighted = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
     layers = {layer.name: layer for layer in model.layers}
+    last = [layer for layer in model.layers if layer.output is model.outputs[0]] if len(model.outputs) == 1 else []
     sg = obj.subgraphs[0]
+    graph_outputs = set(int(i) for i in sg.outputs)
     for op in sg.operators or []:
         code = obj.operatorCodes[op.opcodeIndex]
         kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-        if kind not in OPS or op.inputs is None or len(op.inputs) < 3 or op.inputs[2] < 0 or not len(op.outputs):
+        if kind not in OPS or op.inputs is None or len(op.inputs) < 3 or not len(op.outputs):
             continue
         out = sg.tensors[op.outputs[0]].name
         out = out.decode() if isinstance(out, bytes) else str(out)
         parts = {p for name in out.split(";") for p in name.split("/")}
-        hits = [n for n in parts if n in layers and type(layers[n]).__name__ in ("Conv2D", "DepthwiseConv2D",
-                                                                                  "SeparableConv2D", "Dense")]
+        hits = [n for n in parts if n in layers and type(layers[n]).__name__ in weighted]
+        if not hits and int(op.outputs[0]) in graph_outputs and last and type(last[0]).__name__ in weighted:
+            hits = [last[0].name]  # the model's output op is named after the graph ("StatefulPartitionedCall:0")
         if len(hits) != 1:
             continue
         layer = layers[hits[0]]
@@ -63,6 +68,9 @@ def _ops(obj: Any, model: Any):
 
 
 def _bias(obj: Any, op: Any) -> np.ndarray | None:
+    if op.inputs[2] < 0:  # the converter leaves out an all-zero FULLY_CONNECTED bias
+        w = obj.subgraphs[0].tensors[op.inputs[1]]
+        return np.zeros(int(w.shape[0]), np.float32) if w.type == 0 and len(w.shape) == 2 else None
     t = obj.subgraphs[0].tensors[op.inputs[2]]
     data = obj.buffers[t.buffer].data
     if data is None or t.type != 0:  # 0: FLOAT32
@@ -108,7 +116,11 @@ def patch_biases(calibrated: bytes, deltas: dict[str, np.ndarray], *, model: Any
         buf = schema.BufferT()
         buf.data = np.frombuffer((bias.astype(np.float64) + delta).astype(np.float32).tobytes(), dtype=np.uint8)
         obj.buffers.append(buf)
-        tensor = copy.deepcopy(sg.tensors[op.inputs[2]])
+        if op.inputs[2] >= 0:
+            tensor = copy.deepcopy(sg.tensors[op.inputs[2]])
+        else:
+            tensor = schema.TensorT()
+            tensor.shape, tensor.type = np.array([delta.size], np.int32), 0
         tensor.buffer = len(obj.buffers) - 1
         tensor.name = f"{name}/corrected_bias".encode()
         sg.tensors.append(tensor)
