@@ -260,7 +260,8 @@ def folded_bias(model: Any, layer: Any) -> Optional[np.ndarray]:
 
     >>> import tf_keras
     >>> inp = tf_keras.Input((4, 4, 2))
-    >>> m = tf_keras.Model(inp, tf_keras.layers.BatchNormalization(name="bn")(tf_keras.layers.Conv2D(3, 1, name="c")(inp)))
+    >>> y = tf_keras.layers.Conv2D(3, 1, name="c")(inp)
+    >>> m = tf_keras.Model(inp, tf_keras.layers.BatchNormalization(name="bn")(y))
     >>> m.get_layer("bn").set_weights([np.full(3, 2.0), np.ones(3), np.full(3, 0.5), np.full(3, 4.0 - 1e-3)])
     >>> folded_bias(m, m.get_layer("c")).round(3).tolist()    # 1 + 2 / 2 * (0 - 0.5)
     [0.5, 0.5, 0.5]

@@ -104,7 +104,7 @@ def build_int8(cal: Calibrations, *, kind: str, x: np.ndarray, reference: np.nda
     ``reference`` the float model's outputs on ``x``; ``details`` receives ``bias_correction[kind]`` (the
     corrections) and ``steps[kind]`` (what was compared and kept)."""
     from edgecnn.datafree.bias import correct_bias, corrections
-    from edgecnn.datafree.precision import proxy
+    from edgecnn.datafree.proxy import proxy
 
     per_channel = kind == "int8"
     fit, hold = x[:calibration_samples], x[calibration_samples:]

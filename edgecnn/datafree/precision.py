@@ -52,9 +52,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from edgecnn.datafree.int8 import MIN_HOLD
+from edgecnn.datafree.proxy import proxy
 from edgecnn.errors import EdgecnnError
 
-__all__ = ["KINDS", "Precision", "build_candidates", "choose", "misses", "proxy"]
+__all__ = ["KINDS", "MIN_HOLD", "Precision", "build_candidates", "choose", "misses", "proxy"]
 
 KINDS = ("int8", "int8-per-tensor", "int8-float", "dynamic", "fp16")
 SNR_TIE_DB = 3.0
@@ -83,21 +84,6 @@ class Precision:
         d = asdict(self)
         d.pop("data")
         return d
-
-
-def proxy(data: bytes, x: np.ndarray, reference: np.ndarray) -> tuple[Optional[float], float]:
-    """(top-1 agreement, SNR dB) of a .tflite against the float outputs ``reference`` on ``x`` (LiteRT).
-
-    Agreement counts the inputs whose top-1 margin the artifact's output step can resolve
-    (:func:`edgecnn.data.checks.top1_agreement`): an untrained model scores every class alike, its int8 output
-    rounds them to one level, and its "disagreement" would be ties; then agreement is None and SNR judges."""
-    from edgecnn.data.checks import top1_agreement
-    from edgecnn.exporting.validate import snr_db
-    from edgecnn.runtimes.litert import LiteRTSession
-
-    got = LiteRTSession(data).run(x)[0]
-    agreement = top1_agreement(reference, got)[0] if reference.ndim == 2 and reference.shape[1] > 1 else None
-    return agreement, float(snr_db(reference, got))
 
 
 def misses(c: Precision, *, floor: float, min_snr_db: float) -> list[str]:
