@@ -81,13 +81,14 @@ class Int8Builder:
 
         self.model = model
         self.x = np.asarray(x, np.float32)
-        self._input_range, self._range_n = tuple(float(v) for v in input_range), range_samples
+        self._input_range, self._mse, self._range_n = tuple(float(v) for v in input_range), ranges == "mse", \
+            range_samples
         with muted(1, 2):
             self.search = _Search(model, self.x, io="float")
         self.ranges: dict[str, Any] = {}
         calibrated = bytes(self.search.debugger.calibrated_model)
-        self.calibrated = self._set_ranges(calibrated, input_range=tuple(float(v) for v in input_range),
-                                           mse=ranges == "mse", x=self.x[:range_samples])
+        self.calibrated = self._set_ranges(calibrated, input_range=self._input_range, mse=self._mse,
+                                           x=self.x[:range_samples])
         self.search.debugger.calibrated_model = self.calibrated
         self._patched: tuple[Any, bytes, list[str]] = (None, self.calibrated, [])  # the last bias patch
 
@@ -114,10 +115,9 @@ class Int8Builder:
             data, missing = patch_biases(self.calibrated, bias, model=self.model)
             with muted(1, 2):  # calibrated again (no conversion): the ranges of the corrected activations
                 data = bytes(calibrator.Calibrator(data).calibrate(representative_dataset(self.x)))
-            kept = self.ranges
-            self.ranges = dict(kept)
-            data = self._set_ranges(data, input_range=tuple(self.ranges["input"]) if "input" in self.ranges
-                                    else self._input_range, mse=kept.get("method") == "mse", x=self.x[:self._range_n])
+            kept = self.ranges  # the base calibration's description stays the builder's
+            self.ranges = {}
+            data = self._set_ranges(data, input_range=self._input_range, mse=self._mse, x=self.x[:self._range_n])
             self.ranges = kept
             self._patched = (bias, data, missing)
         self.search.debugger.calibrated_model = self._patched[1]

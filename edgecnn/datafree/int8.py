@@ -124,7 +124,7 @@ def build_int8(cal: Calibrations, *, kind: str, x: np.ndarray, reference: np.nda
         else:  # a few ops (a model output named after the graph, a zero bias left out) go uncorrected
             variants.append((label, eq, bias))
     variants.append(("equalization" if equalized else "neither", eq, None))
-    judge = compare_steps and len(hold) >= MIN_HOLD and len(variants) + equalized > 1
+    judge = compare_steps and len(hold) >= MIN_HOLD and (len(variants) > 1 or equalized)
     if judge and equalized and cal.affordable("original", deadline):
         variants.append(("neither", cal.builder("original"), None))
     if judge:
@@ -139,12 +139,12 @@ def build_int8(cal: Calibrations, *, kind: str, x: np.ndarray, reference: np.nda
     else:
         label, builder, bias = variants[0]
         data = builder.build(per_channel=per_channel, bias=bias)
-        if bias is not None and max_bytes is not None and len(slim(data)) > max_bytes:
+        if bias is not None and max_bytes is not None and (size := len(slim(data))) > max_bytes:
             other = builder.build(per_channel=per_channel)
             if len(slim(other)) <= max_bytes:
                 details.setdefault("steps", {})[kind] = {
                     "held_out_inputs": int(len(hold)), "kept": variants[1][0],
-                    "why": f"bias correction made the file larger than the plain conversion ({len(slim(data)):,} vs "
+                    "why": f"bias correction made the file larger than the plain conversion ({size:,} vs "
                            f"{max_bytes:,} bytes: each corrected bias is stored on its own), and "
                            f"{len(hold)} synthesized inputs beyond the calibration ones are too few to judge it "
                            f"(at least {MIN_HOLD})"}
