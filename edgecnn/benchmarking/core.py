@@ -80,6 +80,7 @@ def measure(
     instances: int = 1,
     reference: bool = True,
     load_stats: bool = False,
+    gzip: bool = True,
     seed: int = 0,
     say: Callable[[str], None] = lambda msg: None,
 ) -> Measured:
@@ -97,6 +98,8 @@ def measure(
         reference: time the reference model on each (runtime, threads) for ``ratio_to_reference``.
         load_stats: measure ``load_ms`` and ``peak_mem_mb`` of each, in a fresh process
             (:mod:`edgecnn.benchmarking.loadprobe`), so neither depends on what loaded before.
+        gzip: record each artifact's gzip size (``gzip_bytes``): level 9, about a second per 24 MB artifact,
+            which the timings of a plan or a per-op profile (16 prefixes of each model) do not need.
         seed: seed of the timing inputs and of the round order.
 
     Returns:
@@ -122,7 +125,7 @@ def measure(
                     r.status, r.reason = "unavailable", reason
                     continue
                 say(f"loading {target.name} on {runtime} ({t} thread(s))")
-                if _load(r, target, runtime, t, int(batch_size), seed, fns, runnables, instances):
+                if _load(r, target, runtime, t, int(batch_size), seed, fns, runnables, instances, gzip=gzip):
                     loaded[r.key] = (r, target, t)
     ref = _reference_fns(results, runnables, int(batch_size), seed, say, instances) if reference else {}
     fns.update(ref)
@@ -146,12 +149,13 @@ def time_artifacts(artifacts: Mapping[str, bytes], *, runtime: str, threads: int
                    warmup: int = 3, budget_s: Optional[float] = None, min_runs: int = 5, reference: bool = False,
                    instances: int = 1, seed: int = 0) -> dict[str, BenchResult]:
     """Artifact bytes (for ``runtime``'s format) by name -> their :class:`BenchResult`, timed in one
-    :func:`measure` loop (with ``budget_s``, ``runs`` is the most rounds and ``min_runs`` the fewest)."""
+    :func:`measure` loop (with ``budget_s``, ``runs`` is the most rounds and ``min_runs`` the fewest); sizes
+    without gzip."""
     base = RUNTIMES[runtime].base
     targets = [Target(name, f"{name} ({len(data):,} bytes)", artifacts={base: bytes(data)})
                for name, data in artifacts.items()]
     m = measure(targets, runtimes=[runtime], threads=[threads], runs=runs, warmup=warmup, budget_s=budget_s,
-                min_runs=min_runs, instances=instances, reference=reference, seed=seed)
+                min_runs=min_runs, instances=instances, reference=reference, seed=seed, gzip=False)
     return {r.model: r for r in m.results}
 
 
@@ -193,10 +197,10 @@ def disagreement(parts: Mapping[str, Sequence[float]], *, tolerance: float = REP
 
 
 def _load(r: BenchResult, target: Target, runtime: str, threads: int, batch_size: int, seed: int,
-          fns: dict, runnables: dict, instances: int) -> bool:
+          fns: dict, runnables: dict, instances: int, *, gzip: bool = True) -> bool:
     """Load ``instances`` runnables of one result (their first call is part of loading); False on failure."""
     try:
-        r.size_bytes, r.gzip_bytes = target.sizes(runtime)
+        r.size_bytes, r.gzip_bytes = target.sizes(runtime, with_gzip=gzip)
     except EdgecnnError as exc:
         r.status, r.reason = "load failed", str(exc)
         return False

@@ -72,12 +72,12 @@ class Target:
             return tuple(int(d) for d in self.keras.inputs[0].shape[1:])
         return None
 
-    def sizes(self, runtime: str) -> tuple[Optional[int], Optional[int]]:
-        """(raw, gzip) bytes of what ``runtime`` runs."""
+    def sizes(self, runtime: str, *, with_gzip: bool = True) -> tuple[Optional[int], Optional[int]]:
+        """(raw, gzip) bytes of what ``runtime`` runs (gzip None unless ``with_gzip``)."""
         if RUNTIMES[runtime].format is None:
-            return self.keras_bytes, self.keras_gzip
+            return self.keras_bytes, self.keras_gzip if with_gzip else None
         data = self.artifact(runtime)
-        return len(data), len(gzip.compress(data, 9))
+        return len(data), len(gzip.compress(data, 9)) if with_gzip else None
 
 
 def file_sha256(path: Path) -> Optional[str]:

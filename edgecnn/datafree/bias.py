@@ -31,11 +31,11 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["correct_bias", "corrections", "folded_bias", "quantize_kernel"]
+__all__ = ["correct_bias", "correct_biases", "corrections", "folded_bias", "quantize_kernel"]
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 
@@ -150,59 +150,89 @@ def correct_bias(model: Any, *, x: np.ndarray, per_channel: bool = True, batch: 
         model: a flat tf_keras functional model.
         x: inputs the layers' float inputs are computed from.
         per_channel: simulate per-output-channel weight scales (TFLite's default) or one scale per tensor.
+        expected: ``"data"`` (every layer's mean input from ``x``) or ``"batchnorm"`` (from the BatchNorm
+            statistics before a layer where there is one, :func:`_expected_inputs`).
 
     Returns:
         (the corrected copy, one row per corrected layer: ``layer``, ``target`` (the bias or BatchNorm that
         took the correction), ``max_shift`` (largest |correction|) and ``relative`` (that over the bias
         scale)). Layers without a bias or a BatchNorm to take the correction are left as they are.
     """
+    return correct_biases(model, x=x, per_channel=(per_channel,), batch=batch, expected=expected)[per_channel]
+
+
+def correct_biases(model: Any, *, x: np.ndarray, per_channel: Sequence[bool] = (True, False),
+                   batch: Optional[int] = None, expected: str = "data") -> dict[bool, tuple[Any, list[dict]]]:
+    """:func:`correct_bias` for several weight granularities at once: ``{per_channel: (copy, rows)}``. The
+    layers' float inputs are computed once for all of them (one pass of ``x`` through the model, the costly
+    part at 224 px), and each layer's shift is one convolution with the kernel's rounding error
+    (``(W_q - W) * x``: the layer is linear in its kernel), two for a separable one."""
     import tensorflow as tf
     import tf_keras
 
     from edgecnn.surgery import rebuild
 
-    new = rebuild(model)
+    kinds = list(dict.fromkeys(bool(k) for k in per_channel))
     todo = []
-    for layer in new.layers:
+    for layer in model.layers:
         if type(layer).__name__ not in WEIGHTED or getattr(layer, "groups", 1) != 1:
             continue
-        bn = _following_bn(new, layer.name)
+        bn = _following_bn(model, layer.name)
         if bn is None and not layer.use_bias:
             continue
         todo.append((layer, bn))
     if not todo:
-        return new, []
-    probe = tf_keras.Model(new.inputs, [layer.input for layer, _ in todo])
-    if batch is None:  # every weighted layer's input of a batch is held at once: bounded memory at 224 px
-        from edgecnn.datafree.cost import probe_batch
-
-        batch = probe_batch(new)
-    sums = [None] * len(todo)
+        return {k: (rebuild(model), []) for k in kinds}
+    quantized = {k: [_quantized_weights(layer, _bn_gain(bn) if bn is not None else None, per_channel=k)
+                     for layer, bn in todo] for k in kinds}
+    analytic = [(_expected_inputs(model, layer) if expected == "batchnorm" else None) for layer, _ in todo]
+    sums: dict[bool, list] = {k: [None] * len(todo) for k in kinds}
     counts = [0] * len(todo)
-    quantized = []
-    for layer, bn in todo:
-        gain = _bn_gain(bn) if bn is not None else None
-        quantized.append(_quantized_weights(layer, gain, per_channel=per_channel))
-    analytic = [(_expected_inputs(new, layer) if expected == "batchnorm" else None) for layer, _ in todo]
     for i, (layer, _) in enumerate(todo):
         if analytic[i] is not None:
-            sums[i] = _constant_shift(layer, quantized[i], analytic[i])
+            for k in kinds:
+                sums[k][i] = _constant_shift(layer, quantized[k][i], analytic[i])
             counts[i] = 1
-    for start in range(0, len(x) if any(a is None for a in analytic) else 0, batch):
-        ins = probe(x[start:start + batch], training=False)
-        ins = ins if isinstance(ins, (list, tuple)) else [ins]
-        for i, ((layer, _), inp) in enumerate(zip(todo, ins)):
-            if analytic[i] is not None:
-                continue
-            diff = _pre_activation(layer, inp, quantized[i]) - _pre_activation(layer, inp, None)
-            d = tf.reshape(diff, (-1, diff.shape[-1]))
-            s = tf.reduce_sum(tf.cast(d, tf.float64), axis=0).numpy()
-            sums[i] = s if sums[i] is None else sums[i] + s
-            counts[i] += int(d.shape[0])
+    measured = [i for i, a in enumerate(analytic) if a is None]
+    if measured:
+        # the measured layers' inputs of a batch are held at once: bounded memory at 224 px
+        probe = tf_keras.Model(model.inputs, [todo[i][0].input for i in measured])
+        if batch is None:
+            from edgecnn.datafree.cost import probe_batch
+
+            batch = probe_batch(model)
+        for start in range(0, len(x), batch):
+            ins = probe(x[start:start + batch], training=False)
+            ins = ins if isinstance(ins, (list, tuple)) else [ins]
+            for i, inp in zip(measured, ins):
+                layer = todo[i][0]
+                for k in kinds:
+                    d = tf.reshape(_shift(layer, inp, quantized[k][i]), (-1, layer.output.shape[-1]))
+                    s = tf.reduce_sum(tf.cast(d, tf.float64), axis=0).numpy()
+                    sums[k][i] = s if sums[k][i] is None else sums[k][i] + s
+                counts[i] += int(d.shape[0])  # output positions of this batch
+    return {k: _apply(model, todo, [sums[k][i] / max(1, counts[i]) for i in range(len(todo))], analytic)
+            for k in kinds}
+
+
+def _shift(layer: Any, inp: Any, quantized: list[np.ndarray]) -> Any:
+    """The layer's output with its int8-rounded kernel minus with its own, before bias and activation."""
+    if type(layer).__name__ == "SeparableConv2D":  # two kernels: not linear in the pair
+        return _pre_activation(layer, inp, quantized) - _pre_activation(layer, inp, None)
+    own = layer.get_weights()
+    error = [np.asarray(q, np.float64) - np.asarray(w, np.float64) for q, w in zip(quantized, own)]
+    return _pre_activation(layer, inp, error)
+
+
+def _apply(model: Any, todo: list, shifts: list[np.ndarray], analytic: list) -> tuple[Any, list[dict]]:
+    """A copy of ``model`` with each layer's ``shift`` subtracted from its bias (or its BatchNorm's beta)."""
+    from edgecnn.surgery import rebuild
+
+    new = rebuild(model)
     rows = []
-    for i, (layer, bn) in enumerate(todo):
-        shift = sums[i] / max(1, counts[i])
+    for (layer, bn), shift, expected in zip(todo, shifts, analytic):
         if bn is not None:
+            bn = new.get_layer(bn.name)
             shift = shift * _bn_gain(bn)
             w = bn.get_weights()
             k = 1 if bn.scale else 0
@@ -210,14 +240,15 @@ def correct_bias(model: Any, *, x: np.ndarray, per_channel: bool = True, batch: 
             w[k] = (np.asarray(target_w, np.float64) - shift).astype(target_w.dtype)
             bn.set_weights(w)
         else:
-            w = layer.get_weights()
+            mine = new.get_layer(layer.name)
+            w = mine.get_weights()
             target_w, target = w[-1], layer.name
             w[-1] = (np.asarray(target_w, np.float64) - shift).astype(target_w.dtype)
-            layer.set_weights(w)
+            mine.set_weights(w)
         scale = float(np.abs(target_w).max()) or 1.0
         rows.append({"layer": layer.name, "target": target, "max_shift": float(np.abs(shift).max()),
                      "relative": float(np.abs(shift).max()) / scale,
-                     "inputs": "BatchNorm statistics" if analytic[i] is not None else "data"})
+                     "inputs": "BatchNorm statistics" if expected is not None else "data"})
     return new, rows
 
 

@@ -224,17 +224,18 @@ def _channel_stats(model: Any, pairs: list[Pair], x: np.ndarray) -> dict[tuple[s
     return stats
 
 
-def max_rel_diff(a: Any, b: Any, x: np.ndarray) -> float:
-    """max |a(x) - b(x)| / max |a(x)| over every output (the float check of an equalized model)."""
+def max_rel_diff(a: Any, b: Any, x: np.ndarray, *, reference: Optional[list] = None) -> float:
+    """max |a(x) - b(x)| / max |a(x)| over every output (the float check of an equalized model); ``reference``:
+    a's outputs on ``x``, when known."""
     from edgecnn.runtimes.keras import keras_outputs
 
-    ra, rb = keras_outputs(a, x), keras_outputs(b, x)
+    ra, rb = (keras_outputs(a, x) if reference is None else reference), keras_outputs(b, x)
     scale = max(max(float(np.abs(r).max()) for r in ra), 1e-12)
     return max(float(np.abs(p.astype(np.float64) - q).max()) for p, q in zip(ra, rb)) / scale
 
 
 def equalize(model: Any, *, x: np.ndarray, objective: str = "weights", iterations: int = 20, margin: float = 1.25,
-             rtol: Optional[float] = None) -> Equalized:
+             rtol: Optional[float] = None, reference: Optional[list] = None) -> Equalized:
     """A copy of ``model`` with every rescalable pair equalized (see the module docstring).
 
     Args:
@@ -246,6 +247,7 @@ def equalize(model: Any, *, x: np.ndarray, objective: str = "weights", iteration
         margin: a bounded ReLU's channel is rescaled only when ``margin`` x its largest pre-activation on
             ``x`` stays below the bound.
         rtol: the float check's tolerance (default :data:`edgecnn.exporting.validate.FLOAT_RTOL`).
+        reference: ``model``'s outputs on ``x`` (a list, one array per output), when the caller has them.
 
     Returns:
         :class:`Equalized`; ``model`` itself is not changed.
@@ -265,7 +267,7 @@ def equalize(model: Any, *, x: np.ndarray, objective: str = "weights", iteration
     for attempt in range(2):
         new = rebuild(model)
         rows = _equalize(new, pairs, x=x, objective=objective, iterations=iterations, margin=margin)
-        diff = max_rel_diff(model, new, x[:256])
+        diff = max_rel_diff(model, new, x[:256], reference=None if reference is None else [r[:256] for r in reference])
         if diff <= rtol:
             return Equalized(model=new, pairs=rows, max_rel_diff=diff, dropped=dropped, objective=objective)
         bounded = [p for p in pairs if p.bound is not None]

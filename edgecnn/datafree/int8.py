@@ -50,10 +50,12 @@ class Calibrations:
     """The calibrated int8 builders of one plan, made when first needed and shared by the int8 kinds."""
 
     def __init__(self, *, original: Any, equalized: Any, x: np.ndarray, input_range: Sequence[float],
-                 ranges: str = "mse") -> None:
+                 ranges: str = "mse", per_channel: Sequence[bool] = (True, False)) -> None:
         self.original, self.equalized, self.x = original, equalized, x
         self.input_range, self.ranges = tuple(float(v) for v in input_range), ranges
+        self.per_channel = tuple(per_channel)  # the int8 kinds the plan builds (their bias corrections are shared)
         self._builders: dict[str, Any] = {}
+        self._corrections: dict[bool, tuple[dict, list]] = {}
         self.calibrations = 0  # conversions made
         self.seconds = 0.0  # the last one's
 
@@ -72,6 +74,19 @@ class Calibrations:
     def affordable(self, key: str, deadline: Optional[float]) -> bool:
         """Whether ``key`` is calibrated, or another calibration (as long as the last) ends before ``deadline``."""
         return key in self._builders or deadline is None or time.perf_counter() + self.seconds <= deadline
+
+    def corrections(self, per_channel: bool) -> tuple[dict, list[dict]]:
+        """(``{layer: change of its folded bias}``, the rows of :func:`edgecnn.datafree.bias.correct_bias`) for
+        the equalized model's int8 kernels, per-channel or per-tensor: computed for every kind of
+        ``per_channel`` at once (one pass of the calibration inputs through the model)."""
+        if per_channel not in self._corrections:
+            from edgecnn.datafree.bias import correct_biases, corrections
+
+            kinds = [per_channel] + [k for k in self.per_channel if k != per_channel]
+            for k, (fixed, rows) in correct_biases(self.equalized, x=self.x, per_channel=kinds,
+                                                   expected="batchnorm").items():
+                self._corrections[k] = (corrections(self.equalized, fixed), rows)
+        return self._corrections[per_channel]
 
     def clear(self) -> None:
         """Free the calibrated models (hundreds of MB at 224 px)."""
@@ -103,23 +118,24 @@ def build_int8(cal: Calibrations, *, kind: str, x: np.ndarray, reference: np.nda
     docstring. ``x`` is every synthesized input (``cal`` calibrates on its first ``calibration_samples``),
     ``reference`` the float model's outputs on ``x``; ``details`` receives ``bias_correction[kind]`` (the
     corrections) and ``steps[kind]`` (what was compared and kept)."""
-    from edgecnn.datafree.bias import correct_bias, corrections
     from edgecnn.datafree.proxy import proxy
 
     per_channel = kind == "int8"
-    fit, hold = x[:calibration_samples], x[calibration_samples:]
+    hold = x[calibration_samples:]
     equalized = cal.equalized is not cal.original
     eq = cal.builder("equalized")
     variants: list[tuple[str, Any, Optional[dict]]] = []
     if bias_correction:
-        fixed, rows = correct_bias(cal.equalized, x=fit, per_channel=per_channel, expected="batchnorm")
+        bias, rows = cal.corrections(per_channel)
         details.setdefault("bias_correction", {})[kind] = rows
-        bias = corrections(cal.equalized, fixed)
         label = "equalization and bias correction" if equalized else "bias correction"
         missing = eq.not_placed(bias)
         if missing:
             details.setdefault("bias_not_placed", {})[kind] = missing
         if len(missing) > len(bias) / 2:  # the converted ops do not match the layers: calibrate the corrected model
+            from edgecnn.datafree.bias import correct_bias
+
+            fixed = correct_bias(cal.equalized, x=cal.x, per_channel=per_channel, expected="batchnorm")[0]
             variants.append((label, cal.builder(f"corrected {kind}", model=fixed), None))
         else:  # a few ops (a model output named after the graph, a zero bias left out) go uncorrected
             variants.append((label, eq, bias))

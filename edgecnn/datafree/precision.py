@@ -119,7 +119,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
                      calibration_samples: int = 200, compare_steps: bool = True, max_bytes: Optional[int] = None,
                      deadline: Optional[float] = None, deadline_what: str = "",
                      progress: Callable[[str, int, int], None] = lambda text, done, total: None,
-                     ) -> tuple[list[Precision], dict]:
+                     reference: Optional[np.ndarray] = None) -> tuple[list[Precision], dict]:
     """Convert every candidate of ``kinds`` and score it on ``x`` against ``original``'s float outputs.
 
     ``floor`` and ``min_snr_db`` decide whether the int8-float candidates are built (only when no int8 candidate
@@ -135,6 +135,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     BatchNorm-folded weight ranges differ at most 7.7x between channels, equalization had nothing to even out and
     lowered the SNR on real images too (docs/data_free.md). Fewer held-out inputs: bias correction is applied,
     unless it makes the file larger than ``max_bytes`` (the plain conversion) and the uncorrected one is not.
+    ``reference``: ``original``'s outputs on ``x``, when the caller has them.
 
     Returns:
         (the candidates, details: the bias corrections, activation ranges and step comparison of the int8
@@ -151,12 +152,12 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     if unknown:
         raise EdgecnnError(f"data-free precision candidates: Expected some of {', '.join(KINDS)}. "
                            f"Received: {', '.join(unknown)}")
-    reference = keras_outputs(original, x)[0]
+    reference = keras_outputs(original, x)[0] if reference is None else reference
     name = getattr(original, "name", "")
     out: list[Precision] = []
     details: dict = {}
     cal = Calibrations(original=original, equalized=equalized, x=x[:calibration_samples], input_range=input_range,
-                       ranges=ranges)
+                       ranges=ranges, per_channel=[k == "int8" for k in kinds if k in ("int8", "int8-per-tensor")])
     variants: dict[bool, Any] = {}  # per_channel: the kept int8 variant (int8-float starts from it)
     total = len(kinds)
 

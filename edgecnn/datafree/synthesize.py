@@ -52,6 +52,7 @@ class Synthesized:
         bn_loss: the final BatchNorm term (mean over batches; 0 is a perfect match).
         target_agreement: the share of inputs the float model classifies as their assigned class.
         seconds: wall time.
+        outputs: the float model's outputs on ``x`` (a list, one array per output), when they were computed.
     """
 
     x: np.ndarray = field(repr=False)
@@ -65,10 +66,11 @@ class Synthesized:
     bn_loss: Optional[float] = None
     target_agreement: Optional[float] = None
     seconds: float = 0.0
+    outputs: Optional[list] = field(default=None, repr=False)
 
     def describe(self) -> dict:
         """JSON-ready, without the arrays."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("x", "targets")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("x", "targets", "outputs")}
         d["samples"] = int(len(self.x))
         d["input_range"] = [float(v) for v in self.input_range]
         return d
@@ -227,15 +229,16 @@ def synthesize(
         if progress is not None:
             progress(f"synthesized {start + n}/{samples} inputs", i + 1, len(batches))
     x = (lo + width * np.concatenate(parts)).astype(np.float32)
-    agreement = None
+    agreement, outputs = None, None
     if classify:
         from edgecnn.runtimes.keras import keras_outputs
 
         from edgecnn.data.checks import top1_accuracy
 
-        agreement = top1_accuracy(keras_outputs(model, x)[0], targets)
+        outputs = keras_outputs(model, x)
+        agreement = top1_accuracy(outputs[0], targets)
     method = " + ".join((["BatchNorm statistics"] if bns else []) + (["class inversion"] if classify else []))
     return Synthesized(x=x, targets=targets, input_range=(lo, hi), method=method, steps=steps,
                        batch_size=batch_size, seed=seed, bn_layers=len(bns),
                        bn_loss=float(np.mean(bn_values)) if bns else None, target_agreement=agreement,
-                       seconds=round(time.perf_counter() - t0, 3))
+                       seconds=round(time.perf_counter() - t0, 3), outputs=outputs)

@@ -136,13 +136,14 @@ class _Search:
     def __init__(self, model: Any, calibration: np.ndarray, *, io: str) -> None:
         import tensorflow as tf
 
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        configure_tflite(converter, mode=QuantMode.INT8, calibration=calibration, io="float")
-        # ops left in float need the float kernels too
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        from edgecnn.exporting.converter import keras_converter
+
         self.io = io
         self._tf = tf
-        with _quiet():
+        with keras_converter(model) as converter, _quiet():  # the debugger converts once, here
+            configure_tflite(converter, mode=QuantMode.INT8, calibration=calibration, io="float")
+            # ops left in float need the float kernels too
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             try:
                 self.debugger = tf.lite.experimental.QuantizationDebugger(
                     converter=converter,

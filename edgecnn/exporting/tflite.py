@@ -13,6 +13,7 @@ exact, and raises :class:`EdgecnnError` naming the op if LiteRT still refuses th
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
@@ -71,16 +72,19 @@ def _convert(model: Any, *, mode: QuantMode, calibration: np.ndarray | None, io:
 
     from edgecnn.io.savedmodel import GraphModel
 
+    from edgecnn.exporting.converter import keras_converter
+
     if isinstance(model, GraphModel):
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(model.path))
+        made = contextlib.nullcontext(tf.lite.TFLiteConverter.from_saved_model(str(model.path)))
     else:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    configure_tflite(converter, mode=mode, calibration=calibration, io=io)
-    try:
-        return bytes(converter.convert())
-    except Exception as exc:  # the converter raises several types, often with multi-line MLIR dumps
-        line = first_line(exc)
-        raise EdgecnnError(f"TFLite conversion ({mode.value}) failed: {line}") from exc
+        made = keras_converter(model)
+    with made as converter:
+        configure_tflite(converter, mode=mode, calibration=calibration, io=io)
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # the converter raises several types, often with multi-line MLIR dumps
+            line = first_line(exc)
+            raise EdgecnnError(f"TFLite conversion ({mode.value}) failed: {line}") from exc
 
 
 def _interpreter(data: bytes) -> Any:

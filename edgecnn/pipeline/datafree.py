@@ -67,6 +67,8 @@ def synthesized(ctx: Context, *, progress: Callable[[str, int, int], None] = lam
     described = {**s.describe(), "budget": budget.describe()}
     write_atomic(meta_path, json.dumps({"key": ctx.key, "input_range": rng.describe(), "synthesis": described}))
     ctx.state.setdefault("datafree", {})["synthesis"] = described
+    if s.outputs is not None:
+        ctx.cache["datafree_reference"] = s.outputs  # the original's outputs on these inputs
     if budget.cut:
         ctx.note(f"data-free synthesis: {budget.cut} (datafree.max_synthesis_seconds; "
                  f"datafree.synthesis_memory_mb sets the batch: {budget.batch_size})")
@@ -86,15 +88,29 @@ def synthesis_plan(ctx: Context) -> Any:
                           max_seconds=float(cfg["max_synthesis_seconds"]), memory_mb=float(cfg["synthesis_memory_mb"]))
 
 
+def _reference(ctx: Context, x: np.ndarray) -> list:
+    """The original's float outputs on the synthesized inputs (a list, one array per output), computed once."""
+    if "datafree_reference" not in ctx.cache:
+        from edgecnn.runtimes.keras import keras_outputs
+
+        ctx.cache["datafree_reference"] = keras_outputs(ctx.original, x)
+    return ctx.cache["datafree_reference"]
+
+
 def _equalized(ctx: Context, x: np.ndarray) -> tuple[Any, dict]:
+    """(the equalized working model, what equalization did); made once per process (the plan's is the rewrite
+    stage's), again after a resume."""
+    if "datafree_equalized" in ctx.cache:
+        return ctx.cache["datafree_equalized"]
     if not ctx.recipe["datafree"]["equalize"]:
         from edgecnn.surgery import rebuild
 
         return rebuild(ctx.original), {"applied": False, "why": "disabled by the recipe (datafree.equalize)"}
     from edgecnn.datafree.equalize import equalize
 
-    e = equalize(ctx.original, x=x)
-    return e.model, {"applied": bool(e.pairs), **e.describe()}
+    e = equalize(ctx.original, x=x, reference=_reference(ctx, x))
+    ctx.cache["datafree_equalized"] = (e.model, {"applied": bool(e.pairs), **e.describe()})
+    return ctx.cache["datafree_equalized"]
 
 
 def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], None]) -> None:
@@ -138,7 +154,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
                                       compare_steps=bool(cfg["compare_steps"]), max_bytes=plain_bytes,
                                       deadline=stop,
                                       deadline_what=planner.budget_name(recipe),
-                                      progress=progress)
+                                      progress=progress, reference=_reference(ctx, x)[0])
     _phase(phases, "candidates", started)
     state["details"] = details
     summary: dict = {"base_ms": None}
@@ -236,16 +252,14 @@ def _plain(ctx: Context, x: np.ndarray, summary: dict) -> Any:
     untrained DenseNet121: its bias-corrected int8 was 1.5% larger, dynamic range 11% slower), the plain
     conversion ships, said so, rather than a file that is slower or larger than what the converter alone gives."""
     from edgecnn.datafree.precision import Precision, proxy
-    from edgecnn.pipeline.artifacts import base_artifact
-    from edgecnn.runtimes.keras import keras_outputs
-
     from edgecnn.datafree.slim import slim_names
+    from edgecnn.pipeline.artifacts import base_artifact
 
     base = slim_names(base_artifact(ctx), model_name=getattr(ctx.original, "name", ""))  # as every candidate
     p = Precision(PLAIN_ID, mode=ctx.target.quantize, data=base, size_bytes=len(base), latency_ms=summary["base_ms"],
                   base_ms=summary["base_ms"], noise_ms=0.0,
                   description=f"the converter's own {ctx.target.quantize} conversion of the original, names shortened")
-    p.agreement, p.snr_db = proxy(base, x, keras_outputs(ctx.original, x)[0])
+    p.agreement, p.snr_db = proxy(base, x, _reference(ctx, x)[0])
     return p
 
 
