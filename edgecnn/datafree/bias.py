@@ -4,10 +4,11 @@ Rounding a kernel to int8 shifts the mean of each output channel: ``E[(W_q - W) 
 zero, and in a deep network those shifts add up. For every Conv2D, DepthwiseConv2D, SeparableConv2D and
 Dense layer, the kernel is quantized the way the TFLite converter will quantize it (symmetric int8 in
 [-127, 127], per output channel or per tensor, after folding a BatchNormalization that follows the layer),
-the layer is run with the quantized and with the float kernel on its float inputs (from ``x``: synthesized
-or real), and the mean difference per output channel is subtracted from its bias (or from the following
-BatchNorm's beta, which the converter folds into the bias). Zero padding, strides and dilation are
-included because the layer itself computes both outputs.
+the layer's op is run with the kernel's rounding error ``W_q - W`` on its float inputs (from ``x``: synthesized
+or real; the op is linear in its kernel, so that is the quantized output minus the float one; a separable
+layer, with two kernels, runs both), and the mean per output channel is subtracted from its bias (or from
+the following BatchNorm's beta, which the converter folds into the bias). Zero padding, strides and
+dilation are included because the layer's own op computes it.
 
 The corrected model is a float model that anticipates the rounding: it is meant for conversion to int8 only,
 never compared with the original as if it were the same function.
