@@ -249,8 +249,12 @@ def measure(name: str, cache: Path, work: Path, log) -> dict:
             spec["shape"], samples=200, seed=0, low=lo, high=hi))
     label = f"edgecnn data-free ({report['datafree']['chosen']['id'].split(':')[1]})"
     arts[label] = ours
+    # the plain int8 file a second time, as its own interpreter in the same run: how far apart two medians of the
+    # SAME file come out is the noise floor that a difference between two files must exceed (A/A)
+    again = "plain int8 again (A/A)"
     with pinned(1):
-        timing = model_latency(arts, runtime="litert", threads=1, runs=300, warmup=20, budget_s=30.0, min_runs=100)
+        timing = model_latency({**arts, again: arts["int8, uniform [0, 1) noise"]}, runtime="litert", threads=1,
+                               runs=300, warmup=20, budget_s=30.0, min_runs=100)
     from edgecnn.runtimes.timing import median_noise
 
     rows = []
@@ -262,7 +266,10 @@ def measure(name: str, cache: Path, work: Path, log) -> dict:
     plain_int8 = "int8, uniform [0, 1) noise"
     out = {"name": name, "title": spec["title"], "rows": rows, "report": report, "seconds": seconds,
            "keras_accuracy": float(np.mean(ref.argmax(1) == y_test)), "label": label,
-           "noise_vs_int8_ms": median_noise(timing[label], timing[plain_int8]),
+           "notch_noise_ms": median_noise(timing[label], timing[plain_int8]),
+           "aa_gap_ms": abs(timing[again].median_ms - timing[plain_int8].median_ms),
+           "noise_vs_int8_ms": max(median_noise(timing[label], timing[plain_int8]),
+                                   abs(timing[again].median_ms - timing[plain_int8].median_ms)),
            "training": None if name == "mnist" else "trained here: %d epochs at batch %d, Adam 1e-3 with cosine decay "
            "to zero%s, used as trained (BatchNorm statistics never re-estimated)" % (
                *TRAINING[name][::-1], f", BatchNorm momentum {MOBILENET_BN_MOMENTUM:g} set before training (the "
@@ -290,7 +297,9 @@ def acceptance(r: dict) -> list[str]:
             ours["ms"] <= base["ms"] + r["noise_vs_int8_ms"]
         out.append(f"Acceptance (MNIST): agreement {ours['agreement']:.4f} >= 0.99, size {ours['size']:,} <= plain int8 "
                    f"{base['size']:,}, latency {ours['ms']:.4f} <= plain int8 {base['ms']:.4f} ms + noise "
-                   f"{r['noise_vs_int8_ms']:.4f}: {met(ok)}.")
+                   f"{r['noise_vs_int8_ms']:.4f} (the larger of the medians' notches, {r['notch_noise_ms']:.4f}, and "
+                   f"the gap between two interpreters of the plain int8 file in the same run, "
+                   f"{r['aa_gap_ms']:.4f}): {met(ok)}.")
     else:
         dyn = _row(r, "dynamic")
         ok = ours["agreement"] >= dyn["agreement"] and ours["size"] <= dyn["size"]
