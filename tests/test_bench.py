@@ -347,3 +347,14 @@ def test_disagreement_flag_fires_on_a_busy_stretch_not_on_a_clean_series():
                                              min_runs=5, results=results)
         core._fill(results, timings, cpu, parts)
         assert bool(results[0].warning) == flagged, results[0].warning
+
+
+def test_in_process_timings_record_the_size_without_gzip(tiny):
+    """A plan's timings and the per-op profiles (16 prefixes of each model) do not gzip what they time (level 9:
+    about a second per 24 MB file); edgecnn bench does (the test above)."""
+    from edgecnn.benchmarking.core import time_artifacts
+    from edgecnn.exporting.convert import convert
+
+    data = convert(tiny[0], runtime="litert")
+    r = time_artifacts({"a": data}, runtime="litert", runs=5, warmup=1)["a"]
+    assert r.status == "ok" and r.size_bytes == len(data) and r.gzip_bytes is None and r.median_ms > 0

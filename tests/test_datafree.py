@@ -579,3 +579,78 @@ def test_bias_correction_that_only_grows_the_file_is_left_out_when_it_cannot_be_
     assert kept.label == "neither" and len(slim(kept.data)) == len(uncorrected) and kept.bias is None
     assert "larger than the plain conversion" in details["steps"]["int8"]["why"]
     assert cal.calibrations == 1  # every variant came from one conversion
+
+
+def test_bias_corrections_of_both_int8_kinds_in_one_pass_are_the_quantized_minus_float_outputs(tf_keras):
+    """correct_biases computes each layer's shift as one convolution with the kernel's rounding error; it must
+    equal the mean of (int8-rounded kernel's output - float kernel's output) on the layer's real inputs."""
+    import tensorflow as tf
+
+    from edgecnn.datafree.bias import correct_bias, correct_biases, quantize_kernel
+
+    L = tf_keras.layers
+    inp = tf_keras.Input((10, 10, 3))
+    h = L.Conv2D(6, 3, padding="same", activation="relu", name="a")(inp)
+    h = L.DepthwiseConv2D(3, strides=2, name="d")(h)
+    out = L.Dense(4, name="f")(L.Flatten()(h))
+    m = tf_keras.Model(inp, out)
+    rng = np.random.default_rng(5)
+    m.set_weights([rng.normal(0, 1, w.shape).astype("float32") * (8.0 if w.ndim == 4 else 1.0)
+                   for w in m.get_weights()])
+    x = (rng.random((16, 10, 10, 3)) + 1.0).astype("float32")
+    both = correct_biases(m, x=x, per_channel=(True, False))
+    a_in, d_in = x, tf_keras.Model(inp, m.get_layer("a").output)(x).numpy()
+    for per_channel in (True, False):
+        fixed, rows = both[per_channel]
+        assert [r["layer"] for r in rows] == ["a", "d", "f"]
+        k = m.get_layer("a").get_weights()[0]
+        want = (tf.nn.conv2d(a_in, quantize_kernel(k, per_channel=per_channel).astype("float32"), 1, "SAME")
+                - tf.nn.conv2d(a_in, k, 1, "SAME")).numpy().mean(axis=(0, 1, 2))
+        got = m.get_layer("a").get_weights()[1] - fixed.get_layer("a").get_weights()[1]
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+        dk = m.get_layer("d").get_weights()[0]
+        dq = quantize_kernel(dk.reshape(3, 3, -1), per_channel=per_channel).reshape(dk.shape).astype("float32")
+        want = (tf.nn.depthwise_conv2d(d_in, dq, (1, 2, 2, 1), "VALID")
+                - tf.nn.depthwise_conv2d(d_in, dk, (1, 2, 2, 1), "VALID")).numpy().mean(axis=(0, 1, 2))
+        got = m.get_layer("d").get_weights()[1] - fixed.get_layer("d").get_weights()[1]
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+        alone = correct_bias(m, x=x, per_channel=per_channel)[0]
+        for name in ("a", "d", "f"):
+            np.testing.assert_array_equal(alone.get_layer(name).get_weights()[1], fixed.get_layer(name).get_weights()[1])
+    assert not np.array_equal(both[True][0].get_layer("a").get_weights()[1], both[False][0].get_layer("a").get_weights()[1])
+
+
+def test_a_bias_patched_variant_is_recalibrated_like_tflites_calibrator(tf_keras):
+    """A large bias correction moves the activations' ranges: the patched model's ranges must be its own
+    extremes (what TFLite's calibrator records on the same inputs, to the last bits), not the unpatched ones."""
+    from tensorflow.lite.python.optimize import calibrator
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn.datafree.calibrate import Int8Builder
+    from edgecnn.datafree.patch import patch_biases
+    from edgecnn.exporting.quantize import representative_dataset
+
+    L = tf_keras.layers
+    inp = tf_keras.Input((8, 8, 1))
+    h = L.Conv2D(4, 3, activation="relu", name="c")(inp)
+    m = tf_keras.Model(inp, L.Dense(3, name="d")(L.Flatten()(h)))
+    x = np.random.default_rng(2).uniform(-1, 1, (24, 8, 8, 1)).astype("float32")
+    bias = {"c": np.full(4, 2.0)}  # every ReLU output 2 higher: its range grows
+
+    def ranges(data):
+        obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        sg = obj.subgraphs[0]
+        return {t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
+                for i, t in enumerate(sg.tensors) if i not in set(sg.inputs) and t.quantization is not None
+                and t.quantization.min is not None and len(t.quantization.min) == 1}
+
+    b = Int8Builder(m, x=x, input_range=(-1.0, 1.0), ranges="minmax")
+    before = ranges(b.calibrated)
+    assert b.not_placed(bias) == []
+    ours = ranges(b._patched[1])
+    patched, _ = patch_biases(b.calibrated, bias, model=m)
+    theirs = ranges(bytes(calibrator.Calibrator(patched).calibrate(representative_dataset(x))))
+    assert set(ours) == set(theirs) == set(before)
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
+    assert max(theirs[n][1] - before[n][1] for n in theirs) > 1.0  # the correction did move them
