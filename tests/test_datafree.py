@@ -616,8 +616,10 @@ def test_bias_corrections_of_both_int8_kinds_in_one_pass_are_the_quantized_minus
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
         alone = correct_bias(m, x=x, per_channel=per_channel)[0]
         for name in ("a", "d", "f"):
-            np.testing.assert_array_equal(alone.get_layer(name).get_weights()[1], fixed.get_layer(name).get_weights()[1])
-    assert not np.array_equal(both[True][0].get_layer("a").get_weights()[1], both[False][0].get_layer("a").get_weights()[1])
+            np.testing.assert_array_equal(alone.get_layer(name).get_weights()[1],
+                                          fixed.get_layer(name).get_weights()[1])
+    channel, tensor = (both[k][0].get_layer("a").get_weights()[1] for k in (True, False))
+    assert not np.array_equal(channel, tensor)
 
 
 def test_a_bias_patched_variant_is_recalibrated_like_tflites_calibrator(tf_keras):
