@@ -9,8 +9,8 @@ For each int8 kind (per-channel or per-tensor weights) the variants are:
 
 Variants 1 and 2 of both kinds come from ONE calibration (a conversion and a calibration pass: 20-30 s for a
 ResNet50 at 224 px): the corrections are written into its float biases (:mod:`edgecnn.datafree.patch`), and
-quantizing takes a fraction of a second. A layer whose op cannot be identified there goes uncorrected, listed in ``details["bias_not_placed"]``; when
-that is most of them, the corrected Keras model is calibrated instead.
+quantizing takes a fraction of a second. A layer whose op cannot be identified there goes uncorrected, listed in
+``details["bias_not_placed"]``; when that is most of them, the corrected Keras model is calibrated instead.
 Which variant is kept:
 
 - with at least ``MIN_HOLD`` synthesized inputs beyond the ``calibration_samples`` that calibration and bias
