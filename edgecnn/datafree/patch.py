@@ -3,9 +3,9 @@
 Calibrating a model for int8 means converting it and running the calibration inputs (a ResNet50 at 224 px: 7-10 s,
 then 0.2 s per input); the quantization that follows takes a fraction of a second. Bias correction
 (:mod:`edgecnn.datafree.bias`) only changes biases, and a bias does not change what calibration measured beyond
-a shift of one channel's values (well inside its range). So the corrections are written into the calibrated model's float biases, and the
-quantizer then makes the corrected int8 model, per-channel or per-tensor, from the same calibration: the
-corrected and the uncorrected variant of both weight granularities cost one conversion.
+a shift of one channel's values (well inside its range). So the corrections are written into the calibrated
+model's float biases, and the quantizer then makes the corrected int8 model, per-channel or per-tensor, from the
+same calibration: the corrected and the uncorrected variant of both weight granularities cost one conversion.
 
 Each correction goes to the op whose output tensor name contains the layer's name (the model's output op, named
 after the graph, is its output layer's), after checking that the op's float bias (zero where the converter left
