@@ -150,7 +150,11 @@ def test_compress_without_data_runs_data_free_steps_only(tmp_path, digits_cnn):
     report = result.report
     assert digits_cnn.read_bytes() == before
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["MODEL_CARD.md", "digits_cnn.compressed.h5", "digits_cnn_int8.tflite", "export.json",
+    # the precision is chosen by timing (int8 and dynamic range of a 16x16 model differ by about 0.3 us): the
+    # artifact is named after the chosen one's mode
+    mode = report["datafree"]["chosen"]["mode"]
+    assert mode in ("int8", "dynamic")
+    assert files == ["MODEL_CARD.md", "digits_cnn.compressed.h5", f"digits_cnn_{mode}.tflite", "export.json",
                      "recipe.toml", "report.html", "report.json"]
     assert report["original"]["accuracy"] is None and report["compressed"]["accuracy"] is None
     assert report["budget"]["met"] is None
