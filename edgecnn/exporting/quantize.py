@@ -66,11 +66,22 @@ def synthetic_calibration(input_shape: tuple[int, ...], *, samples: int, seed: i
 
 
 def representative_dataset(x: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """The generator the TFLite converter calls: one float32 sample at a time, batch 1."""
+    """The generator the TFLite converter calls: one float32 sample at a time, batch 1.
+
+    The converter calls it from C++, which prints the traceback of an exception raised inside: a Ctrl-C that
+    lands there ends the calibration instead (:mod:`edgecnn.signals` has recorded it, and the run stops at its
+    next check with the one-line message, the stage not checkpointed)."""
 
     def gen() -> Iterator[list[np.ndarray]]:
-        for sample in x:
-            yield [np.asarray(sample[None], dtype=np.float32)]
+        try:
+            for sample in x:
+                yield [np.asarray(sample[None], dtype=np.float32)]
+        except KeyboardInterrupt:
+            from edgecnn import signals
+
+            if not signals.interrupted():  # not one that catching_interrupts recorded: keep it
+                raise
+            return
 
     return gen
 
