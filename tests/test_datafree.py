@@ -287,11 +287,22 @@ def test_int8_steps_are_kept_only_when_they_raise_the_snr_on_held_out_synthesize
     assert steps["kept"] == "neither"
     assert "not equalized" in cands[0].description and "bias-corrected" not in cands[0].description
 
-    # too few inputs beyond calibration to judge, or the comparison turned off: built with the steps alone
-    for n_cal, compare in ((80 - MIN_HOLD + 1, True), (40, False)):
-        _, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), kinds=("int8",),
+    # fewer than MIN_HOLD inputs beyond the calibration ones: calibrated on fewer, so that MIN_HOLD judge
+    _, details = build_candidates(model, equalized=eq, x=x, input_range=(0.0, 1.0), kinds=("int8",),
+                                  calibration_samples=80 - MIN_HOLD + 1)
+    assert details["calibration"] == {"inputs": 80 - MIN_HOLD, "held_out": MIN_HOLD}
+    assert details["steps"]["int8"]["held_out_inputs"] == MIN_HOLD
+
+    # too few inputs to spare MIN_HOLD (the calibration would fall under MIN_CALIBRATION), or the comparison
+    # turned off: built with the steps alone
+    from edgecnn.datafree.int8 import MIN_CALIBRATION
+
+    few = x[:MIN_CALIBRATION + MIN_HOLD - 1]
+    for xs, n_cal, compare in ((few, MIN_CALIBRATION + 1, True), (x, 80 - MIN_HOLD + 1, False)):
+        _, details = build_candidates(model, equalized=eq, x=xs, input_range=(0.0, 1.0), kinds=("int8",),
                                       calibration_samples=n_cal, compare_steps=compare)
         assert "steps" not in details
+        assert details["calibration"]["inputs"] == n_cal
 
 
 def test_agreement_counts_only_margins_the_output_step_can_resolve():
@@ -656,3 +667,41 @@ def test_a_bias_patched_variant_is_recalibrated_like_tflites_calibrator(tf_keras
     for name in theirs:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
     assert max(theirs[n][1] - before[n][1] for n in theirs) > 1.0  # the correction did move them
+
+
+# ---------------------------------------------------------------------------------------------- BatchNorm ranges
+
+
+def _int8_range(data: bytes, part: str) -> float:
+    """hi - lo of the int8 tensor whose name contains ``part`` (scale x 255)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data)
+    d = next(d for d in it.get_tensor_details() if part in d["name"] and d["dtype"] == np.int8
+             and len(d["shape"]) == 4 and d["shape"][0] == 1 and d["quantization"][0] > 0)  # not a per-channel kernel
+    return float(d["quantization"][0]) * 255.0
+
+
+def test_batchnorm_folded_conv_outputs_take_their_int8_range_from_the_statistics_not_from_outlying_inputs(tf_keras):
+    """Calibration inputs 20x beyond what the model was trained on (as synthesized inputs reach in early layers)
+    widen every min/max range; with batchnorm_sigmas the BatchNorm-folded conv outputs get beta +- 6 |gamma|, cut
+    by their ReLU, whatever the inputs reached; the other tensors still follow the inputs."""
+    from edgecnn.datafree.bnranges import batchnorm_ranges
+    from edgecnn.datafree.calibrate import Int8Builder
+
+    model = _estimate_bn(_bn_cnn(tf_keras), _images(128, (12, 12, 1), 0.0, 1.0))
+    for name, beta in (("bn1", 0.1), ("bn2", -0.2), ("bn3", 0.3)):
+        w = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.full_like(w[0], 0.5), np.full_like(w[1], beta), w[2], w[3]])
+    wild = _images(48, (12, 12, 1), 0.0, 20.0, seed=3)
+    plain = Int8Builder(model, x=wild, input_range=(0.0, 20.0), ranges="minmax")
+    stats = Int8Builder(model, x=wild, input_range=(0.0, 20.0), ranges="minmax", batchnorm_sigmas=6.0)
+    expected = batchnorm_ranges(stats.calibrated, model, sigmas=6.0)
+    assert len(expected) == 3 and stats.ranges["batchnorm_tensors"] == 3 and plain.ranges["batchnorm_tensors"] == 0
+    assert sorted(round(hi - lo, 4) for lo, hi in expected.values()) == [2.8, 3.1, 3.3]  # beta + 3, from 0 (ReLU)
+    q_plain, q_stats = plain.build(per_channel=True), stats.build(per_channel=True)
+    for tensor in ("bn1", "bn2", "bn3"):
+        lo, hi = next(r for n, r in expected.items() if f"/{tensor}/" in n)
+        assert _int8_range(q_stats, f"/{tensor}/") == pytest.approx(hi - lo, rel=0.02)
+        assert _int8_range(q_plain, f"/{tensor}/") > 2 * (hi - lo)  # min/max on the wild inputs: far wider
+    assert _int8_range(q_stats, "add") == pytest.approx(_int8_range(q_plain, "add"), rel=1e-6)  # not a BN output

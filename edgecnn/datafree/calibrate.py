@@ -12,7 +12,9 @@ over ``alpha * [min, max]``, evaluated on a 4096-bin histogram of every value: d
 values that decide a clipping point all count). The model input's range is set to the inferred input range (so
 the int8 input covers every value the model expects, whatever the synthesized set reached), and the model is
 quantized (``mlir_quantize``, per-channel or per-tensor weights). Ops can be kept in float (``float_ops``:
-TFLite tensor names, ranked by :meth:`Int8Builder.sensitive_ops` with TFLite's quantization debugger).
+TFLite tensor names, ranked by :meth:`Int8Builder.sensitive_ops` with TFLite's quantization debugger). With
+``batchnorm_sigmas``, the outputs of convs with a BatchNorm folded in take their range from its statistics instead
+(:mod:`edgecnn.datafree.bnranges`): the training data's spread, which synthesized inputs overshoot.
 
 Example:
     >>> import numpy as np, tf_keras
@@ -89,10 +91,12 @@ class Int8Builder:
         input_range: the model input's range (:func:`edgecnn.datafree.inputrange.infer_input_range`).
         ranges: ``"mse"`` (default) or ``"minmax"`` (the converter's own).
         range_samples: inputs run to collect each tensor's values for the error search.
+        batchnorm_sigmas: > 0: the outputs of convs with a BatchNorm folded in take their range from its
+            statistics, this many standard deviations (:mod:`edgecnn.datafree.bnranges`), not from ``x``.
     """
 
     def __init__(self, model: Any, *, x: np.ndarray, input_range: Sequence[float], ranges: str = "mse",
-                 range_samples: int = 64) -> None:
+                 range_samples: int = 64, batchnorm_sigmas: float = 0.0) -> None:
         if ranges not in ("mse", "minmax"):
             raise EdgecnnError(f"int8 range setting: Expected mse or minmax. Received: {ranges!r}")
         from edgecnn._tf import muted
@@ -102,6 +106,7 @@ class Int8Builder:
         self.x = np.asarray(x, np.float32)
         self._input_range, self._mse, self._range_n = tuple(float(v) for v in input_range), ranges == "mse", \
             range_samples
+        self._sigmas = float(batchnorm_sigmas)
         with muted(1, 2):
             self.search = _Search(model, self.x, io="float")
         self.ranges: dict[str, Any] = {}
@@ -164,6 +169,13 @@ class Int8Builder:
                 if name in found:
                     q.min[0], q.max[0] = found[name]
                 tensors[name] = q
+        from edgecnn.datafree.bnranges import batchnorm_ranges
+
+        statistics = {n: r for n, r in batchnorm_ranges(calibrated, self.model, sigmas=self._sigmas).items()
+                      if n in tensors}
+        for name, (lo, hi) in statistics.items():  # the data's spread, not the inputs': no error search over them
+            q = tensors.pop(name)
+            q.min[0], q.max[0] = lo, hi
         shrunk = []
         if mse and tensors:
             spans = {name: (float(q.min[0]), float(q.max[0])) for name, q in tensors.items()}
@@ -177,6 +189,9 @@ class Int8Builder:
                     q.min[0], q.max[0] = lo, hi
                     shrunk.append(alpha)
         self.ranges["method"] = "mse" if mse else "minmax"
+        self.ranges["batchnorm_tensors"] = len(statistics)
+        if statistics:
+            self.ranges["batchnorm_sigmas"] = self._sigmas
         self.ranges["shrunk_tensors"] = len(shrunk)
         self.ranges["median_alpha"] = float(np.median(shrunk)) if shrunk else 1.0
         return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

@@ -117,7 +117,7 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
                      kinds: Sequence[str] = KINDS, floor: float = 0.99, min_snr_db: float = 30.0,
                      max_float_ops: int = 4, bias_correction: bool = True, ranges: str = "mse",
                      calibration_samples: int = 200, compare_steps: bool = True, max_bytes: Optional[int] = None,
-                     deadline: Optional[float] = None, deadline_what: str = "",
+                     batchnorm_sigmas: float = 0.0, deadline: Optional[float] = None, deadline_what: str = "",
                      progress: Callable[[str, int, int], None] = lambda text, done, total: None,
                      reference: Optional[np.ndarray] = None) -> tuple[list[Precision], dict]:
     """Convert every candidate of ``kinds`` and score it on ``x`` against ``original``'s float outputs.
@@ -129,20 +129,24 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     (one calibration serves both) and dynamic range, which are built first and always.
 
     The int8 kinds are built by :func:`edgecnn.datafree.int8.build_int8`, calibrated once on
-    ``x[:calibration_samples]``: with ``compare_steps`` and at least ``MIN_HOLD`` synthesized inputs beyond those,
+    ``x[:calibration_samples]`` (fewer when that leaves ``MIN_HOLD`` to judge by:
+    :func:`edgecnn.datafree.int8.calibration_split`, in ``details["calibration"]``): with ``compare_steps`` and
+    at least ``MIN_HOLD`` synthesized inputs beyond those,
     the variant (equalization and bias correction, equalization alone, or the original when ``deadline`` leaves
     time for its calibration) with the highest output SNR on the held-out ones is kept: on a MobileNetV2 whose
     BatchNorm-folded weight ranges differ at most 7.7x between channels, equalization had nothing to even out and
     lowered the SNR on real images too (docs/data_free.md). Fewer held-out inputs: bias correction is applied,
     unless it makes the file larger than ``max_bytes`` (the plain conversion) and the uncorrected one is not.
-    ``reference``: ``original``'s outputs on ``x``, when the caller has them.
+    ``reference``: ``original``'s outputs on ``x``, when the caller has them. ``batchnorm_sigmas`` > 0: the
+    outputs of convs with a BatchNorm folded in take their int8 range from its statistics
+    (:mod:`edgecnn.datafree.bnranges`; 0: from the synthesized inputs like every other tensor).
 
     Returns:
         (the candidates, details: the bias corrections, activation ranges and step comparison of the int8
         candidates).
     """
     from edgecnn._tf import muted
-    from edgecnn.datafree.int8 import Calibrations, build_int8
+    from edgecnn.datafree.int8 import Calibrations, build_int8, calibration_split
     from edgecnn.datafree.slim import slim_names
     from edgecnn.exporting.tflite import to_tflite
     from edgecnn.runtimes.keras import keras_outputs
@@ -156,8 +160,11 @@ def build_candidates(original: Any, *, equalized: Any, x: np.ndarray, input_rang
     name = getattr(original, "name", "")
     out: list[Precision] = []
     details: dict = {}
+    calibration_samples = calibration_split(len(x), calibration_samples, compare_steps=compare_steps)
+    details["calibration"] = {"inputs": calibration_samples, "held_out": int(len(x)) - calibration_samples}
     cal = Calibrations(original=original, equalized=equalized, x=x[:calibration_samples], input_range=input_range,
-                       ranges=ranges, per_channel=[k == "int8" for k in kinds if k in ("int8", "int8-per-tensor")])
+                       ranges=ranges, per_channel=[k == "int8" for k in kinds if k in ("int8", "int8-per-tensor")],
+                       batchnorm_sigmas=batchnorm_sigmas)
     variants: dict[bool, Any] = {}  # per_channel: the kept int8 variant (int8-float starts from it)
     total = len(kinds)
 

@@ -152,6 +152,7 @@ def plan(ctx: Context, rec: StageRecord, *, progress: Callable[[str, int, int], 
                                       bias_correction=bool(cfg["bias_correction"]),
                                       calibration_samples=int(recipe["quantize"]["calibration_samples"]),
                                       compare_steps=bool(cfg["compare_steps"]), max_bytes=plain_bytes,
+                                      batchnorm_sigmas=float(cfg["batchnorm_sigmas"]),
                                       deadline=stop,
                                       deadline_what=planner.budget_name(recipe),
                                       progress=progress, reference=_reference(ctx, x)[0])

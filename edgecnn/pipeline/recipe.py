@@ -184,7 +184,7 @@ NUMBERS: dict[str, str] = {
     "plan.probe_seconds": "non_negative",
     "datafree.min_agreement": "fraction", "datafree.min_snr_db": "non_negative", "datafree.samples": "count",
     "datafree.steps": "non_negative_int", "datafree.max_synthesis_seconds": "non_negative",
-    "datafree.synthesis_memory_mb": "positive",
+    "datafree.synthesis_memory_mb": "positive", "datafree.batchnorm_sigmas": "non_negative",
 }
 # The command-line flag that sets an option, named in its error.
 FLAGS = {"max_accuracy_drop": "--max-accuracy-drop", "latency_budget_ms": "--latency-budget-ms", "seed": "--seed",
