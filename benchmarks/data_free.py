@@ -319,6 +319,14 @@ def gain(r: dict) -> list[str]:
         out.append(f"- {w}: equalization + bias correction agree {ours[0]:.4f} ({ours[1]:.1f} dB) vs plain "
                    f"int8 PTQ on the same synthesized inputs {plain_[0]:.4f} ({plain_[1]:.1f} dB): gain "
                    f"{ours[0] - plain_[0]:+.4f} agreement, {ours[1] - plain_[1]:+.1f} dB.")
+    steps = ((r["report"]["datafree"].get("details") or {}).get("steps") or {})
+    for kind, v in steps.items():
+        if "snr_db" in v:
+            out.append(f"- compress's own int8 ({kind}) kept **{v['kept']}**: the highest SNR on its "
+                       f"{v['held_out_inputs']} held-out synthesized inputs (" + ", ".join(
+                           f"{k} {snr:.1f} dB" for k, snr in v["snr_db"].items()) + ").")
+    out.append("- Several synthesized sets, paired, with the ceiling that real calibration images reach: "
+               "docs/data_free_headroom.md.")
     return out
 
 
