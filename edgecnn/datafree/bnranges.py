@@ -33,17 +33,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SIGMAS", "batchnorm_ranges"]
+__all__ = ["SIGMAS", "batchnorm_ranges", "folded_ranges"]
 
 SIGMAS = 6.0
 
 
 def _batchnorms(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{BatchNorm layer name: (beta, |gamma|)}`` for the model's 4-D BatchNorm layers."""
+    from edgecnn.datafree.synthesize import batchnorm_layers
+
     out = {}
-    for layer in model.layers:
-        if "BatchNormalization" not in type(layer).__name__ or len(layer.input.shape) != 4:
-            continue
+    for layer in batchnorm_layers(model):
         w = [np.asarray(a, np.float64) for a in layer.get_weights()]
         gamma = np.abs(w[0]) if layer.scale else np.ones_like(w[-1])
         beta = w[1 if layer.scale else 0] if layer.center else np.zeros_like(w[-1])
@@ -54,10 +54,17 @@ def _batchnorms(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def batchnorm_ranges(data: bytes, model: Any, *, sigmas: float = SIGMAS) -> dict[str, tuple[float, float]]:
     """``{TFLite tensor name: (lo, hi)}`` for the BatchNorm-folded conv outputs of the float or calibrated
     flatbuffer ``data`` converted from ``model`` (see the module docstring); ``sigmas <= 0``: none."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return folded_ranges(flatbuffer_utils.convert_bytearray_to_object(bytearray(data)), model, sigmas=sigmas)
+
+
+def folded_ranges(obj: Any, model: Any, *, sigmas: float = SIGMAS) -> dict[str, tuple[float, float]]:
+    """:func:`batchnorm_ranges` of a flatbuffer already read into its object form (``flatbuffer_utils``), for
+    a caller that edits that object anyway."""
     if sigmas <= 0:
         return {}
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
     bns = _batchnorms(model)
     if not bns:
@@ -65,7 +72,6 @@ def batchnorm_ranges(data: bytes, model: Any, *, sigmas: float = SIGMAS) -> dict
     ops = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
     act = schema.ActivationFunctionType
     clip = {act.NONE: (-np.inf, np.inf), act.RELU: (0.0, np.inf), act.RELU6: (0.0, 6.0)}
-    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     out: dict[str, tuple[float, float]] = {}
     for sg in obj.subgraphs:
         for op in sg.operators:

@@ -169,10 +169,9 @@ class Int8Builder:
                 if name in found:
                     q.min[0], q.max[0] = found[name]
                 tensors[name] = q
-        from edgecnn.datafree.bnranges import batchnorm_ranges
+        from edgecnn.datafree.bnranges import folded_ranges
 
-        statistics = {n: r for n, r in batchnorm_ranges(calibrated, self.model, sigmas=self._sigmas).items()
-                      if n in tensors}
+        statistics = {n: r for n, r in folded_ranges(obj, self.model, sigmas=self._sigmas).items() if n in tensors}
         for name, (lo, hi) in statistics.items():  # the data's spread, not the inputs': no error search over them
             q = tensors.pop(name)
             q.min[0], q.max[0] = lo, hi

@@ -51,8 +51,8 @@ def calibration_split(total: int, wanted: int, *, compare_steps: bool = True) ->
     """How many of ``total`` synthesized inputs calibrate: ``wanted``, or, when that would leave fewer than
     :data:`MIN_HOLD` to judge equalization and bias correction by, ``total - MIN_HOLD`` as long as that is at
     least :data:`MIN_CALIBRATION`. A MobileNetV2 0.35 at 96 px gets 201 synthesized inputs within its time
-    budget: calibrated on 200, its steps went unjudged and equalization + bias correction shipped at 18.4 dB on
-    real digits where the original calibrated alone gave 19.9 (docs/data_free.md); 169 + 32 judge them.
+    budget: calibrated on 200, equalization + bias correction shipped unjudged (their gain over plain PTQ on real
+    digits ranged from -1.9 to +1.5 dB between runs, docs/data_free.md and its history); 169 + 32 judge them.
 
     >>> calibration_split(256, 200), calibration_split(201, 200), calibration_split(79, 200)
     (200, 169, 79)
